@@ -1,0 +1,130 @@
+"""The configuration every run starts from, and the checks that reject a bad one before compiling.
+
+Config files in `configs/` call `base_config()` and change what their setting needs. Every key below is
+documented where it is defined; `--config.KEY=VALUE` overrides any of them from the command line.
+"""
+
+import ml_collections
+
+from adamix_jax import methods, models
+from adamix_jax.data import datasets
+
+
+class ConfigError(ValueError):
+  """A configuration value that cannot work. The message says which key and what would."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The defaults: ERM, CIFAR ResNet-18, the paper's CIFAR-100 data and optimiser recipe."""
+  config = ml_collections.ConfigDict()
+  config.method = "erm"  # One of adamix_jax.methods.METHODS.
+  config.seed = 0  # Seeds the initialisation, the data order and augmentation, and the mixing plans.
+  config.num_epochs = 200
+  config.batch_size = 100  # Global batch: split evenly over the devices (and hosts).
+  config.eval_batch_size = 500  # Global evaluation batch; the last batch is padded, never dropped.
+  config.num_devices = 0  # Devices of the ('data',) mesh; 0 means every device JAX sees.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "cifar100"  # One of adamix_jax.data.datasets.DATASETS.
+  config.data.data_dir = ""  # Where tfds keeps prepared data; "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  config.data.download = True  # Download and prepare a missing dataset when the network allows.
+  config.data.crop_padding = 4  # Random crop to the image size after reflect padding by this many pixels.
+  config.data.flip = True  # Random horizontal flip.
+  config.data.max_train_examples = 0  # Use only the first N training examples (0: all). For smoke runs.
+  config.data.max_eval_examples = 0  # Evaluate only the first N test examples (0: all).
+  config.data.cache = True  # Keep the decoded split in host memory (small datasets).
+  config.data.shuffle_buffer = 0  # 0: the whole split (an exact permutation per epoch).
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "cifar_resnet18"  # One of adamix_jax.models.BACKBONES.
+  config.model.width = 0  # Base channel count; 0: the architecture's published width.
+  config.model.init = "official"  # "official" (ADAUTOMIX.md A.1) or "flax" (Flax's defaults).
+  config.model.sync_batch_norm = False  # Normalise with statistics of the global batch, not each device's.
+  config.model.dtype = "float32"  # Compute dtype; parameters stay float32.
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.lr = 0.1  # At batch_size 100, as the paper; not rescaled automatically.
+  config.optimizer.min_lr = 0.0  # Floor of the per-epoch cosine annealing.
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 1e-4  # Coupled L2, added to the gradient as PyTorch SGD does.
+
+  config.ema = ml_collections.ConfigDict()  # The EMA teacher (ADAUTOMIX.md A.6); parameters only.
+  config.ema.momentum = 0.999  # Held for the first adjust_start fraction of training.
+  config.ema.end_momentum = 0.999999  # Reached by cosine at the last step.
+  config.ema.adjust_start = 0.1  # Fraction of training after which the cosine schedule applies.
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.every_epochs = 1
+  config.eval.report = "online/one"  # The reported number: "<online|ema>/<head>", median top-1...
+  config.eval.median_of_last = 10  # ... over this many last evaluations.
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.keep = 3  # Latest checkpoints kept, in addition to the best one.
+  config.checkpoint.every_steps = 0  # Also save every N steps inside an epoch (0: at epoch ends only).
+  config.checkpoint.asynchronous = True
+
+  config.log = ml_collections.ConfigDict()
+  config.log.every_steps = 50  # TensorBoard and metrics.jsonl training scalars.
+  config.log.progress = True  # The progress line on process 0.
+  return config
+
+
+def _positive(config, *keys, allow_zero=False):
+  for key in keys:
+    value = _get(config, key)
+    if value < 0 or (value == 0 and not allow_zero):
+      bound = ">= 0" if allow_zero else "> 0"
+      raise ConfigError(f"config.{key} = {value!r} must be {bound}.")
+
+
+def _get(config, key):
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return node
+
+
+def _choice(value, choices, key):
+  if value not in choices:
+    raise ConfigError(f"config.{key} = {value!r} is not known. Valid choices: {', '.join(sorted(choices))}.")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Rejects impossible values before anything is built or compiled.
+
+  Args:
+    config: the full run configuration.
+    num_devices: devices the ('data',) mesh will have.
+
+  Raises:
+    ConfigError: naming the key, the value and the valid choices or bounds.
+  """
+  _choice(config.method, methods.METHODS, "method")
+  _choice(config.data.name, datasets.DATASETS, "data.name")
+  _choice(config.model.name, models.BACKBONES, "model.name")
+  _choice(config.model.init, models.INITS, "model.init")
+  _choice(config.model.dtype, ("float32", "bfloat16", "float16"), "model.dtype")
+  _positive(config, "num_epochs", "batch_size", "eval_batch_size", "optimizer.lr", "eval.every_epochs")
+  _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps")
+  _positive(config, "optimizer.min_lr", "optimizer.weight_decay", "optimizer.momentum", allow_zero=True)
+  _positive(config, "data.crop_padding", "data.max_train_examples", "data.max_eval_examples", allow_zero=True)
+  _positive(config, "checkpoint.every_steps", "model.width", "num_devices", "data.shuffle_buffer", allow_zero=True)
+  if config.optimizer.min_lr > config.optimizer.lr:
+    raise ConfigError(
+      f"config.optimizer.min_lr = {config.optimizer.min_lr} exceeds config.optimizer.lr = {config.optimizer.lr}."
+    )
+  for key in ("ema.momentum", "ema.end_momentum", "ema.adjust_start"):
+    if not 0.0 <= _get(config, key) <= 1.0:
+      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+  for key in ("batch_size", "eval_batch_size"):
+    if _get(config, key) % num_devices:
+      raise ConfigError(
+        f"config.{key} = {_get(config, key)} is not divisible by the {num_devices} devices of the mesh. "
+        f"Use a multiple of {num_devices}, or set config.num_devices."
+      )
+  model_name, _, head = config.eval.report.partition("/")
+  heads = methods.METHODS[config.method].head_names
+  if model_name not in ("online", "ema") or head not in heads:
+    valid = [f"{m}/{h}" for m in ("online", "ema") for h in heads]
+    raise ConfigError(f"config.eval.report = {config.eval.report!r} is not known. Valid choices: {', '.join(valid)}.")

@@ -1,0 +1,55 @@
+"""What a training method is: how it builds its networks' variables and its loss on one device's shard.
+
+Methods share one skeleton (the state, the step, evaluation, checkpoints, logging); they differ only in
+how they build the (mixed) batch and which loss terms they add. A method's `loss` sees one device's
+shard and is differentiated with respect to every parameter group at once (one backward pass).
+"""
+
+import dataclasses
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+
+from adamix_jax.models import Classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+  """The Flax modules of a run: the classifier (also the EMA teacher's architecture), and a generator."""
+
+  classifier: Classifier
+  generator: nn.Module | None = None
+
+
+class Method:
+  """Base class. Subclasses set `name`, `head_names` and implement `loss`.
+
+  Attributes:
+    head_names: the classifier heads the method trains (and evaluation reports).
+  """
+
+  name: ClassVar[str]
+  head_names: ClassVar[tuple[str, ...]] = ("one",)
+
+  def init_variables(self, nets: Networks, rng: jax.Array, images: jax.Array) -> tuple[dict, dict]:
+    """Initial (params, batch_stats), each {group: tree}, from a sample batch `images` [B, H, W, C]."""
+    variables = nets.classifier.init(rng, images, train=False)
+    return {"classifier": variables["params"]}, {"classifier": variables["batch_stats"]}
+
+  def loss(
+    self, nets: Networks, params: dict, state: Any, batch: dict[str, jax.Array], rng: jax.Array
+  ) -> tuple[jax.Array, tuple[dict, dict[str, jax.Array]]]:
+    """The total loss of one device's shard.
+
+    Args:
+      nets: the modules.
+      params: {group: tree}, the variables being differentiated.
+      state: the TrainState before the step (step, ema_params, batch_stats are read from it).
+      batch: {"images": normalised float32 [b, H, W, C], "labels": int32 [b]}.
+      rng: this device's key for this step.
+
+    Returns:
+      (loss, (new batch_stats {group: tree}, metrics {name: scalar})).
+    """
+    raise NotImplementedError

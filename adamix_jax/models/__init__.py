@@ -1,0 +1,78 @@
+"""Backbones selectable by name, the classifier that puts heads on them, and their initialisation.
+
+classifier = build_classifier("cifar_resnet18", num_classes=100)
+variables = classifier.init(key, images, train=False)
+"""
+
+import functools
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from adamix_jax.models.classifier import Classifier, ClassifierOutput, Head, count_params
+from adamix_jax.models.layers import INITS, BatchNorm, Init
+from adamix_jax.models.preact import PreActNet
+from adamix_jax.models.resnet import BasicBlock, Bottleneck, ResNet
+
+
+def _resnet(block, stage_sizes, stem, width=64, **kwargs):
+  return functools.partial(ResNet, block, stage_sizes, stem, width, **kwargs)
+
+
+# name -> (default width, factory(width) -> a module taking init, axis_name, dtype).
+BACKBONES: dict[str, tuple[int, Callable]] = {
+  "cifar_resnet18": (64, lambda w: _resnet(BasicBlock, (2, 2, 2, 2), "cifar", w)),
+  "cifar_resnet34": (64, lambda w: _resnet(BasicBlock, (3, 4, 6, 3), "cifar", w)),
+  "cifar_resnet50": (64, lambda w: _resnet(Bottleneck, (3, 4, 6, 3), "cifar", w)),
+  "cifar_resnext50_32x4d": (
+    64,
+    lambda w: _resnet(Bottleneck, (3, 4, 6, 3), "cifar", w, groups=32, width_per_group=4),
+  ),
+  "preact_resnet18": (64, lambda w: functools.partial(PreActNet, (2, 2, 2, 2), (w, 2 * w, 4 * w, 8 * w), w)),
+  "wrn28_8": (16, lambda w: functools.partial(PreActNet, (4, 4, 4), (8 * w, 16 * w, 32 * w), w)),
+  "resnet18": (64, lambda w: _resnet(BasicBlock, (2, 2, 2, 2), "imagenet", w)),
+  "resnet34": (64, lambda w: _resnet(BasicBlock, (3, 4, 6, 3), "imagenet", w)),
+  "resnet50": (64, lambda w: _resnet(Bottleneck, (3, 4, 6, 3), "imagenet", w)),
+}
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def build_backbone(
+  name: str, *, width: int = 0, init: str = "official", axis_name: str | None = None, dtype: str = "float32"
+):
+  """The backbone `name` at `width` base channels (0: the published width).
+
+  Args:
+    name: a key of BACKBONES.
+    width: base channels (stem and first stage); the others scale with it.
+    init: "official" or "flax" (see layers.Init).
+    axis_name: mesh axis for synchronised BatchNorm, or None for per-device statistics.
+    dtype: compute dtype name; parameters are always float32.
+  """
+  if name not in BACKBONES:
+    raise ValueError(f"Unknown backbone {name!r}. Valid choices: {', '.join(sorted(BACKBONES))}.")
+  default_width, factory = BACKBONES[name]
+  return factory(width or default_width)(inits=Init(init), axis_name=axis_name, dtype=DTYPES[dtype])
+
+
+def build_classifier(
+  name: str, num_classes: int, head_names: tuple[str, ...] = ("one",), **backbone_kwargs
+) -> Classifier:
+  """A Classifier of backbone `name` with one linear head per entry of `head_names`."""
+  backbone = build_backbone(name, **backbone_kwargs)
+  return Classifier(backbone, num_classes, head_names, backbone.inits)
+
+
+__all__ = [
+  "BACKBONES",
+  "INITS",
+  "BatchNorm",
+  "Classifier",
+  "ClassifierOutput",
+  "Head",
+  "Init",
+  "build_backbone",
+  "build_classifier",
+  "count_params",
+]

@@ -1,0 +1,54 @@
+"""A classifier is a backbone plus named linear heads, each reading the last stage.
+
+The heads are separate modules so methods can ask for what they need: ERM and the static mixups train
+`head_one`; AutoMix and AdAutoMix add `head_mix`, which learns from mixed samples.
+"""
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from adamix_jax.models.layers import Init
+
+
+class ClassifierOutput(NamedTuple):
+  """stages: each stage's output [B, h, w, c]; logits: head name -> float32 logits [B, num_classes]."""
+
+  stages: tuple[jax.Array, ...]
+  logits: dict[str, jax.Array]
+
+
+class Head(nn.Module):
+  """Global average pooling and a linear layer; logits in float32 whatever the compute dtype."""
+
+  num_classes: int
+  inits: Init = Init()
+
+  @nn.compact
+  def __call__(self, features: jax.Array) -> jax.Array:
+    """Maps features [B, h, w, c] to logits [B, num_classes]."""
+    pooled = jnp.mean(features.astype(jnp.float32), axis=(1, 2))
+    return nn.Dense(self.num_classes, kernel_init=self.inits.head, dtype=jnp.float32)(pooled)
+
+
+class Classifier(nn.Module):
+  """Backbone and heads; `head_names` ("one", "mix") become the modules `head_one`, `head_mix`."""
+
+  backbone: nn.Module
+  num_classes: int
+  head_names: tuple[str, ...] = ("one",)
+  inits: Init = Init()
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> ClassifierOutput:
+    """Maps images [B, H, W, C] to the stage outputs and the logits of every head."""
+    stages = self.backbone(images, train=train)
+    logits = {name: Head(self.num_classes, self.inits, name=f"head_{name}")(stages[-1]) for name in self.head_names}
+    return ClassifierOutput(stages, logits)
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a parameter tree."""
+  return sum(x.size for x in jax.tree.leaves(params))

@@ -1,0 +1,104 @@
+"""What a user sees of a run (process 0 only): a progress line, TensorBoard scalars, `metrics.jsonl`."""
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import tensorflow as tf
+
+
+def format_duration(seconds: float) -> str:
+  """4512.3 -> '1:15:12'."""
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """A progress line per epoch: step, loss, accuracy, images/s and ETA of the whole run.
+
+  On a terminal the line is redrawn in place; otherwise (logs, CI) it is printed every `every_seconds`.
+  """
+
+  def __init__(
+    self,
+    total_steps: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    enabled: bool,
+    stream=None,
+    every_seconds: float = 30.0,
+  ):
+    self.total_steps, self.steps_per_epoch, self.batch_size = total_steps, steps_per_epoch, batch_size
+    self.enabled = enabled
+    self.stream = stream or sys.stderr
+    self.interactive = self.stream.isatty()
+    self.every_seconds = every_seconds if not self.interactive else 0.2
+    self._last_print = 0.0
+    self.start_epoch(0)
+
+  def start_epoch(self, epoch: int) -> None:
+    self.epoch, self._sums, self._count = epoch, {}, 0
+    self._start_time, self._start_step = None, None
+
+  def update(self, step: int, metrics: dict[str, float]) -> None:
+    """Records the host-side metrics of the finished `step` (1-based count of steps done)."""
+    if self._start_time is None:  # The first step of a run or epoch includes compilation: time from here.
+      self._start_time, self._start_step = time.perf_counter(), step
+    for key, value in metrics.items():
+      self._sums[key] = self._sums.get(key, 0.0) + value
+    self._count += 1
+    now = time.perf_counter()
+    if self.enabled and (now - self._last_print >= self.every_seconds or step % self.steps_per_epoch == 0):
+      self._last_print = now
+      self._print(step, now)
+
+  def images_per_second(self, step: int, now: float) -> float:
+    steps = step - self._start_step
+    return steps * self.batch_size / (now - self._start_time) if steps else 0.0
+
+  def _print(self, step: int, now: float) -> None:
+    rate = self.images_per_second(step, now)
+    eta = (self.total_steps - step) * self.batch_size / rate if rate else float("nan")
+    means = {key: value / self._count for key, value in self._sums.items()}
+    in_epoch = (step - 1) % self.steps_per_epoch + 1
+    line = f"epoch {self.epoch + 1} [{in_epoch:>{len(str(self.steps_per_epoch))}}/{self.steps_per_epoch}]"
+    line += f" loss {means.get('loss', float('nan')):.4f}"
+    if "accuracy" in means:
+      line += f" acc {100 * means['accuracy']:.2f}%"
+    line += f" | {rate:,.0f} img/s | ETA {format_duration(eta) if rate else '?'}"
+    end = "\n" if not self.interactive or in_epoch == self.steps_per_epoch else ""
+    self.stream.write(("\r" if self.interactive else "") + line + end)
+    self.stream.flush()
+
+
+class MetricWriter:
+  """Writes scalars to TensorBoard (`WORKDIR/tensorboard`) and to `WORKDIR/metrics.jsonl`.
+
+  Each JSON line is {"step": int, "kind": "train" | "eval", "metrics": {name: value}}. A resumed run
+  appends to the same file.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    if enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115  (closed in close())
+      self._tensorboard = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, kind: str, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    metrics = {key: float(value) for key, value in metrics.items()}
+    self._jsonl.write(json.dumps({"step": step, "kind": kind, "metrics": metrics}) + "\n")
+    self._jsonl.flush()
+    with self._tensorboard.as_default(step=step):
+      for key, value in metrics.items():
+        tf.summary.scalar(f"{kind}/{key}", value)
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self._jsonl.close()
+      self._tensorboard.close()

@@ -1,0 +1,28 @@
+"""Schedules as pure functions of the step, so a resumed run continues exactly where it stopped."""
+
+import jax.numpy as jnp
+
+
+def cosine_per_epoch(base: float, floor: float, steps_per_epoch: int, num_epochs: int):
+  """mmcv's `CosineAnnealing` by epoch: lr_e = floor + (base - floor) (1 + cos(pi e / E)) / 2.
+
+  Returns:
+    A function step -> learning rate, constant within an epoch (e = step // steps_per_epoch).
+  """
+
+  def schedule(step):
+    epoch = jnp.asarray(step) // steps_per_epoch
+    return floor + (base - floor) * (1 + jnp.cos(jnp.pi * epoch / num_epochs)) / 2
+
+  return schedule
+
+
+def ema_momentum(step, total_steps: int, base: float, end: float, adjust_start: float):
+  """The EMA teacher's momentum at iteration `step` (OpenMixup `CosineScheduleHook`, ADAUTOMIX.md A.6).
+
+  `base` until `adjust_start * total_steps`, then end - (end - base) (cos(pi t / T) + 1) / 2. Note t / T,
+  not (t - start) / (T - start): the momentum jumps at the start of the adjustment, as in the original.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  cosine = end - (end - base) * (jnp.cos(jnp.pi * step / total_steps) + 1) / 2
+  return jnp.where(step < adjust_start * total_steps, base, cosine)

@@ -1,0 +1,88 @@
+"""The functional train state, the optimiser over parameter groups, and the EMA teacher's update.
+
+Every tree the step changes lives in `TrainState`; optimisers and apply functions stay outside, so the
+state is a plain pytree that orbax saves as it is. What depends on the iteration is computed from `step`.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from adamix_jax import schedules
+
+PARAM_GROUPS = ("classifier", "generator")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything one training step reads and writes.
+
+  Attributes:
+    step: int32 scalar, iterations done.
+    params: {"classifier": backbone + heads, "generator": mask generator (methods that have one)}.
+    ema_params: the EMA teacher, an exponential moving average of params["classifier"].
+    batch_stats: {"classifier": ..., "teacher": ... (only for methods whose step runs the teacher)}.
+    opt_state: the optax state of the partitioned optimiser.
+    rng: uint32 [2] raw key data; the step folds in the step and device index.
+  """
+
+  step: jax.Array
+  params: dict[str, Any]
+  ema_params: Any
+  batch_stats: dict[str, Any]
+  opt_state: optax.OptState
+  rng: jax.Array
+
+  def teacher_batch_stats(self):
+    """BN statistics to evaluate the teacher with: its own if the method runs it, else the online ones."""
+    return self.batch_stats.get("teacher", self.batch_stats["classifier"])
+
+
+def sgd(schedule, *, momentum: float, nesterov: bool, weight_decay: float) -> optax.GradientTransformation:
+  """PyTorch's SGD: coupled L2 (added to the gradient), momentum buffer started at the first gradient."""
+  return optax.chain(
+    optax.add_decayed_weights(weight_decay),
+    optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov),
+  )
+
+
+def build_optimizer(
+  config: ml_collections.ConfigDict, params: dict[str, Any], steps_per_epoch: int
+) -> optax.GradientTransformation:
+  """One optimiser, partitioned by the top-level parameter group (`classifier`, `generator`).
+
+  Each group gets its own SGD with a per-epoch cosine learning rate. The generator group reads
+  `config.optimizer.generator` when a method defines it, and shares the classifier's settings otherwise.
+  """
+  transforms = {}
+  for group in params:
+    options = config.optimizer.get(group, config.optimizer) if group != "classifier" else config.optimizer
+    schedule = schedules.cosine_per_epoch(options.lr, options.min_lr, steps_per_epoch, config.num_epochs)
+    transforms[group] = sgd(
+      schedule, momentum=options.momentum, nesterov=options.nesterov, weight_decay=options.weight_decay
+    )
+  labels = {group: jax.tree.map(lambda _, g=group: g, tree) for group, tree in params.items()}
+  return optax.partition(transforms, labels)
+
+
+def ema_update(teacher: Any, online: Any, momentum: jax.Array) -> Any:
+  """teacher <- momentum * teacher + (1 - momentum) * online, leaf by leaf (parameters only)."""
+  return jax.tree.map(lambda t, o: momentum * t + (1 - momentum) * o, teacher, online)
+
+
+def create_train_state(
+  params: dict[str, Any], batch_stats: dict[str, Any], tx: optax.GradientTransformation, rng: jax.Array
+) -> TrainState:
+  """A fresh state: the teacher starts as a copy of the classifier (and of its BN statistics if it has its own)."""
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    ema_params=jax.tree.map(jnp.copy, params["classifier"]),
+    batch_stats=batch_stats,
+    opt_state=tx.init(params),
+    rng=jax.random.key_data(rng),
+  )

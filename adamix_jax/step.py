@@ -65,15 +65,18 @@ def make_train_step(
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     rng = jax.random.fold_in(rng, lax.axis_index(AXIS))
     batch = {"images": normalize(batch["images"], info.mean, info.std), "labels": batch["labels"]}
+    # Differentiate a device-local copy of the replicated parameters: its gradient is this device's alone
+    # (shard_map would otherwise sum the gradient of a replicated input over the devices), then average.
+    local_params = jax.tree.map(lambda x: lax.pcast(x, AXIS, to="varying"), state.params)
     grad_fn = jax.value_and_grad(method.loss, argnums=1, has_aux=True)
-    (_, (batch_stats, metrics)), grads = grad_fn(nets, state.params, state, batch, rng)
+    (_, (batch_stats, metrics)), grads = grad_fn(nets, local_params, state, batch, rng)
     grads, batch_stats, metrics = lax.pmean((grads, batch_stats, metrics), AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    momentum = schedules.ema_momentum(
+    rate = schedules.ema_rate(
       state.step, total_steps, config.ema.momentum, config.ema.end_momentum, config.ema.adjust_start
     )
-    ema_params = ema_update(state.ema_params, params["classifier"], momentum)
+    ema_params = ema_update(state.ema_params, params["classifier"], rate)
     next_state = state.replace(
       step=state.step + 1, params=params, ema_params=ema_params, batch_stats=batch_stats, opt_state=opt_state
     )

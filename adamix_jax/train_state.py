@@ -69,9 +69,9 @@ def build_optimizer(
   return optax.partition(transforms, labels)
 
 
-def ema_update(teacher: Any, online: Any, momentum: jax.Array) -> Any:
-  """teacher <- momentum * teacher + (1 - momentum) * online, leaf by leaf (parameters only)."""
-  return jax.tree.map(lambda t, o: momentum * t + (1 - momentum) * o, teacher, online)
+def ema_update(teacher: Any, online: Any, rate: jax.Array) -> Any:
+  """teacher <- (1 - rate) * teacher + rate * online, leaf by leaf (parameters only); rate = 1 - momentum."""
+  return jax.tree.map(lambda t, o: (1 - rate) * t + rate * o, teacher, online)
 
 
 def create_train_state(

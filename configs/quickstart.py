@@ -15,7 +15,7 @@ def get_config():
   config.data.name = "fashion_mnist_subset"
   config.model.name = "cifar_resnet18"
   config.model.width = 8
-  config.num_epochs = 4
+  config.num_epochs = 8
   config.batch_size = 100
   config.eval_batch_size = 500
   config.optimizer.lr = 0.1

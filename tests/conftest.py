@@ -1,0 +1,48 @@
+"""Test set-up: 8 emulated CPU devices, the embedded dataset prepared once, and a tiny config."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_platforms", "cpu")
+
+import pytest  # noqa: E402
+
+from adamix_jax import data  # noqa: E402
+from adamix_jax.config import base_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> str:
+  """A tfds data directory holding the prepared embedded dataset (and nothing else)."""
+  directory = str(tmp_path_factory.mktemp("tensorflow_datasets"))
+  config = tiny_config(directory)
+  data.prepared_builder(config)
+  return directory
+
+
+def tiny_config(data_dir: str, **overrides):
+  """A width-4 CIFAR ResNet-18 on 200 training and 100 test images of the embedded dataset, 1 device."""
+  config = base_config()
+  config.data.name = "fashion_mnist_subset"
+  config.data.data_dir = data_dir
+  config.data.max_train_examples = 200
+  config.data.max_eval_examples = 100
+  config.model.width = 4
+  config.batch_size = 20
+  config.eval_batch_size = 40
+  config.num_epochs = 2
+  config.num_devices = 1
+  config.eval.median_of_last = 2
+  config.log.progress = False
+  config.log.every_steps = 1
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config

@@ -1,0 +1,81 @@
+"""Config: every bad value is rejected before anything is built, with the valid choices named."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from adamix_jax.config import ConfigError, base_config, validate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize(
+  "key,value,message",
+  [
+    ("method", "mixupp", "Valid choices: erm"),
+    ("model.name", "resnet19", "cifar_resnet18"),
+    ("data.name", "cifar1000", "cifar100"),
+    ("model.init", "xavier", "flax, official"),
+    ("optimizer.lr", -0.1, "config.optimizer.lr = -0.1 must be > 0"),
+    ("optimizer.min_lr", 0.5, "exceeds config.optimizer.lr"),
+    ("num_epochs", 0, "config.num_epochs = 0 must be > 0"),
+    ("ema.momentum", 1.5, "must lie in [0, 1]"),
+    ("eval.report", "ema/mix", "Valid choices: online/one, ema/one"),
+  ],
+)
+def test_bad_values_are_rejected_with_choices(key, value, message):
+  config = base_config()
+  parent, _, leaf = key.rpartition(".")
+  (config[parent] if parent else config)[leaf] = value
+  with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    validate(config, num_devices=1)
+
+
+def test_batch_must_divide_over_devices():
+  config = base_config()
+  config.batch_size = 100
+  validate(config, num_devices=4)
+  with pytest.raises(ConfigError, match="not divisible by the 8 devices"):
+    validate(config, num_devices=8)
+
+
+def _run_main(*args):
+  start = time.perf_counter()
+  result = subprocess.run(
+    [sys.executable, "-m", "adamix_jax.main", *args], capture_output=True, text=True, cwd=REPO, timeout=120
+  )
+  return result, time.perf_counter() - start
+
+
+def test_cli_rejects_unknown_key(tmp_path):
+  result, _ = _run_main("--config", "configs/cifar100.py", "--workdir", str(tmp_path), "--config.num_epoch=3")
+  assert result.returncode != 0
+  assert "num_epoch" in result.stderr and "num_epochs" in result.stderr  # "Did you mean"
+
+
+def test_cli_rejects_bad_model_before_touching_data(tmp_path):
+  result, _ = _run_main(
+    "--config", "configs/cifar100.py", "--workdir", str(tmp_path), "--config.model.name=resnet19",
+    f"--config.data.data_dir={tmp_path}",
+  )  # fmt: skip
+  assert result.returncode == 1
+  assert "config.model.name = 'resnet19' is not known. Valid choices:" in result.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_config_variants():
+  sys.path.insert(0, os.path.join(REPO, "configs"))
+  try:
+    import cifar100  # noqa: PLC0415
+
+    assert cifar100.get_config().num_epochs == 200
+    assert cifar100.get_config("e800").num_epochs == 800
+    smoke = cifar100.get_config("smoke")
+    assert smoke.num_epochs == 1 and smoke.data.max_train_examples == 1000
+    with pytest.raises(ValueError, match="Valid choices: default, e400, e800, smoke"):
+      cifar100.get_config("fast")
+  finally:
+    sys.path.remove(os.path.join(REPO, "configs"))

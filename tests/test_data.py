@@ -1,0 +1,94 @@
+"""The input pipeline: the embedded dataset, determinism and resume, evaluation coverage, offline errors."""
+
+import time
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from adamix_jax import data
+
+
+def test_embedded_dataset_info(tfds_dir):
+  info = data.data_info(tiny_config(tfds_dir, **{"data.max_train_examples": 0, "data.max_eval_examples": 0}))
+  assert (info.num_classes, info.image_shape, info.num_train, info.num_eval) == (10, (28, 28, 1), 10_000, 2_000)
+
+
+def test_embedded_dataset_is_class_balanced_real_fashion_mnist():
+  from adamix_jax.data import fashion_mnist_subset
+
+  arrays = fashion_mnist_subset.load_arrays()
+  assert np.array_equal(np.bincount(arrays["train_labels"]), np.full(10, 1000))
+  assert np.array_equal(np.bincount(arrays["test_labels"]), np.full(10, 200))
+  assert list(arrays["train_labels"][:10]) == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]  # Fashion-MNIST's first labels.
+  assert arrays["train_images"].dtype == np.uint8 and 0.25 < arrays["train_images"].mean() / 255 < 0.32
+
+
+def test_train_batches_shapes_and_augmentation(tfds_dir):
+  config = tiny_config(tfds_dir)
+  batches = list(data.train_batches(config, epoch=0))
+  assert len(batches) == 10
+  assert batches[0]["images"].shape == (20, 28, 28, 1) and batches[0]["images"].dtype == np.uint8
+  assert batches[0]["labels"].dtype == np.int32
+  plain = list(data.train_batches(tiny_config(tfds_dir, **{"data.crop_padding": 0, "data.flip": False}), epoch=0))
+  assert np.array_equal(batches[0]["labels"], plain[0]["labels"])  # Same order, different pixels.
+  assert not np.array_equal(batches[0]["images"], plain[0]["images"])
+  all_labels = np.concatenate([b["labels"] for b in batches])
+  assert len(all_labels) == 200  # An exact permutation of the split.
+
+
+def test_training_stream_is_deterministic_and_resumable(tfds_dir):
+  config = tiny_config(tfds_dir)
+  epoch1 = list(data.train_batches(config, epoch=1))
+  again = list(data.train_batches(config, epoch=1))
+  resumed = list(data.train_batches(config, epoch=1, start_batch=7))
+  for a, b in zip(epoch1, again, strict=True):
+    assert np.array_equal(a["images"], b["images"])
+  for a, b in zip(epoch1[7:], resumed, strict=True):
+    assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["labels"], b["labels"])
+  epoch0 = next(data.train_batches(config, epoch=0))
+  assert not np.array_equal(epoch0["labels"], epoch1[0]["labels"])
+
+
+@pytest.mark.parametrize("process_count", [1, 2, 3])
+def test_evaluation_covers_every_example_exactly_once(tfds_dir, process_count):
+  config = tiny_config(tfds_dir, **{"data.max_eval_examples": 97, "eval_batch_size": 30})
+  info = data.data_info(config)
+  seen = []
+  counts = set()
+  for index in range(process_count):
+    batches = list(data.eval_batches(config, info, process_index=index, process_count=process_count))
+    counts.add(len(batches))
+    for batch in batches:
+      assert batch["images"].shape[0] == 30 // process_count
+      seen.append(batch["images"][batch["mask"]].reshape(-1, 28 * 28))
+      assert np.all(batch["images"][~batch["mask"]] == 0)
+  assert counts == {data.num_eval_batches(info, config, process_count)}  # Same count on every process.
+  seen = np.concatenate(seen)
+  reference = list(data.eval_batches(tiny_config(tfds_dir, **{"data.max_eval_examples": 97}), info))
+  reference = np.concatenate([b["images"][b["mask"]].reshape(-1, 28 * 28) for b in reference])
+  assert len(seen) == 97
+  assert sorted(map(bytes, seen)) == sorted(map(bytes, reference))
+
+
+def test_missing_dataset_fails_fast_offline(tmp_path):
+  config = tiny_config(str(tmp_path), **{"data.name": "cifar100"})
+  start = time.perf_counter()
+  with pytest.raises(data.DataNotPreparedError) as error:
+    data.data_info(config)
+  assert time.perf_counter() - start < 5
+  message = str(error.value)
+  assert str(tmp_path / "cifar100") in message and "tfds build cifar100" in message
+  assert "cifar-100-binary.tar.gz" in message
+
+
+def test_missing_dataset_with_download_disabled(tmp_path):
+  config = tiny_config(str(tmp_path), **{"data.name": "cifar10", "data.download": False})
+  with pytest.raises(data.DataNotPreparedError, match="config.data.download is False"):
+    data.data_info(config)
+
+
+def test_normalize():
+  images = np.array([[[[0, 255]]]], np.uint8)
+  out = np.asarray(data.normalize(images, (0.5, 0.5), (0.25, 0.5)))
+  np.testing.assert_allclose(out, [[[[-2.0, 1.0]]]])

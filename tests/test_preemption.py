@@ -1,0 +1,78 @@
+"""Preemption: SIGTERM saves and exits, SIGKILL loses at most the steps since the last checkpoint, and the
+resumed run ends in exactly the state of an uninterrupted one. Runs the real command in subprocesses."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import orbax.checkpoint as ocp
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+def _command(workdir, tfds_dir):
+  overrides = {
+    "data.data_dir": tfds_dir, "model.width": 4, "batch_size": 20, "eval_batch_size": 50, "num_epochs": 10,
+    "data.max_train_examples": 200, "data.max_eval_examples": 100, "checkpoint.every_steps": 3, "log.progress": False,
+  }  # fmt: skip
+  flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+  return [sys.executable, "-m", "adamix_jax.main", "--config", "configs/quickstart.py", "--workdir", workdir, *flags]
+
+
+def _start(workdir, tfds_dir):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.Popen(
+    _command(workdir, tfds_dir), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
+
+
+def _steps(workdir):
+  directory = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+
+
+def _wait_for_checkpoint_after(process, workdir, step, timeout=120):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if any(s > step for s in _steps(workdir)):
+      return
+    assert process.poll() is None, process.stdout.read()
+    time.sleep(0.02)
+  raise TimeoutError(f"no checkpoint after step {step} in {workdir}")
+
+
+def _final_state(workdir):
+  return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(max(_steps(workdir))), "state"))
+
+
+def test_sigterm_and_sigkill_then_resume_equals_uninterrupted_run(tfds_dir, tmp_path):
+  reference = str(tmp_path / "reference")
+  finished = _start(reference, tfds_dir)
+  assert finished.wait(timeout=300) == 0, finished.stdout.read()
+
+  workdir = str(tmp_path / "interrupted")
+  process = _start(workdir, tfds_dir)
+  _wait_for_checkpoint_after(process, workdir, 0)
+  process.send_signal(signal.SIGTERM)
+  assert process.wait(timeout=120) == 128 + signal.SIGTERM
+  output = process.stdout.read()
+  assert "Stopped by SIGTERM at step" in output and "Rerun the same command to resume" in output
+  stopped_at = max(_steps(workdir))
+  assert stopped_at < 100
+
+  process = _start(workdir, tfds_dir)
+  _wait_for_checkpoint_after(process, workdir, stopped_at)
+  process.kill()  # SIGKILL: no chance to save.
+  process.wait(timeout=60)
+  assert not os.path.exists(os.path.join(workdir, "summary.json")), "the run finished before it could be killed"
+
+  process = _start(workdir, tfds_dir)
+  assert process.wait(timeout=300) == 0
+  assert "Resuming from step" in process.stdout.read()
+  assert max(_steps(workdir)) == max(_steps(reference)) == 100
+  chex.assert_trees_all_close(_final_state(workdir), _final_state(reference), rtol=1e-6, atol=1e-7)

@@ -15,6 +15,7 @@ import statistics
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
@@ -28,7 +29,7 @@ from adamix_jax.train_state import TrainState, build_optimizer, create_train_sta
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite. The last good checkpoint is kept."""
+  """The training loss (or the state) became NaN or infinite. No checkpoint of a non-finite state is written."""
 
 
 class Interrupted(Exception):  # noqa: N818  (it is not an error: the run stopped on request)
@@ -163,6 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if changes:
         print("The config differs from the checkpoint's: " + "; ".join(changes), flush=True)
 
+  all_finite = jax.jit(lambda s: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(s)])))
   train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps)
   eval_step = step.make_eval_step(method, nets, info, mesh)
   writer = MetricWriter(workdir, enabled=is_main)
@@ -174,21 +176,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     position = {"step": done, "epoch": done // spe, "batch_in_epoch": done % spe, "steps_per_epoch": spe}
     return {"config": json.loads(config.to_json()), "input_position": position, "eval_history": history}
 
+  def stop_non_finite(done: int, what: str) -> None:
+    checkpoints.wait()
+    raise NonFiniteLossError(
+      f"The {what} at step {done} (epoch {(done - 1) // spe + 1}). Training stopped; the last good checkpoint is "
+      f"step {checkpoints.latest_step()} in {checkpoints.directory}. Lower config.optimizer.lr or check the input "
+      "data, then rerun to resume from that checkpoint."
+    )
+
+  def save(reported_top1: float | None = None) -> None:
+    if not bool(all_finite(state)):
+      stop_non_finite(done, "parameters or BatchNorm statistics became non-finite")
+    checkpoints.save(state, meta(), reported_top1=reported_top1)
+
   def read(pending: tuple[int, dict[str, jax.Array]]) -> None:
     done, device_metrics = pending
     metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
     if not math.isfinite(metrics["loss"]):
-      checkpoints.wait()
-      raise NonFiniteLossError(
-        f"The training loss is {metrics['loss']} at step {done} (epoch {(done - 1) // spe + 1}). Training stopped; "
-        f"the last good checkpoint is step {checkpoints.latest_step()} in {checkpoints.directory}. "
-        "Lower config.optimizer.lr or check the input data, then rerun to resume from that checkpoint."
-      )
+      stop_non_finite(done, f"training loss is {metrics['loss']}")
     progress.update(done, metrics)
     if done % config.log.every_steps == 0:
       writer.write(done, "train", metrics)
 
-  start = int(jax.device_get(state.step))
+  start = done = int(jax.device_get(state.step))
   try:
     with _stop_requests() as stop:
       for epoch in range(start // spe, config.num_epochs):
@@ -197,24 +207,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         first_batch = start % spe if epoch == start // spe else 0
         for batch in data.train_batches(config, epoch=epoch, start_batch=first_batch, **process):
           state, metrics = train_step(state, step.shard_batch(mesh, batch))
+          done += 1
           if pending is not None:
             read(pending)
-          pending = (pending[0] + 1 if pending else epoch * spe + first_batch + 1, metrics)
-          at_interval = config.checkpoint.every_steps and pending[0] % config.checkpoint.every_steps == 0
-          if stop or (at_interval and pending[0] % spe):
+          pending = (done, metrics)
+          at_interval = config.checkpoint.every_steps and done % config.checkpoint.every_steps == 0
+          if stop or (at_interval and done % spe):
             read(pending)
             pending = None
-            checkpoints.save(state, meta())
+            save()
             if stop:
               checkpoints.wait()
-              raise Interrupted(stop[0], int(jax.device_get(state.step)), checkpoints.directory)
+              raise Interrupted(stop[0], done, checkpoints.directory)
         if pending is not None:
           read(pending)
         if (epoch + 1) % config.eval.every_epochs and epoch + 1 < config.num_epochs:
-          checkpoints.save(state, meta())
+          save()
           continue
         results = evaluate(eval_step, state, config, info, mesh)
-        done = int(jax.device_get(state.step))
         history.append({"epoch": epoch + 1, "step": done, "metrics": results})
         reported = reported_number(history, config)
         writer.write(done, "eval", {**results, "reported_top1": reported})
@@ -224,7 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"epoch {epoch + 1}: {summary} | reported ({config.eval.report}, median) {reported:.2f}",
             flush=True,
           )
-        checkpoints.save(state, meta(), reported_top1=results[f"{config.eval.report}/top1"])
+        save(reported_top1=results[f"{config.eval.report}/top1"])
     checkpoints.wait()
   finally:
     writer.close()

@@ -79,3 +79,13 @@ def test_config_variants():
       cifar100.get_config("fast")
   finally:
     sys.path.remove(os.path.join(REPO, "configs"))
+
+
+def test_cli_fails_fast_when_cifar100_is_not_prepared_offline(tmp_path):
+  result, seconds = _run_main(
+    "--config", "configs/cifar100.py", "--workdir", str(tmp_path / "run"), f"--config.data.data_dir={tmp_path}",
+    "--config.data.download=False",
+  )  # fmt: skip
+  assert result.returncode == 1
+  assert f"is not prepared in {tmp_path}/cifar100/3.0.2" in result.stderr and "tfds build cifar100" in result.stderr
+  assert seconds < 20  # Imports included; the check itself takes well under a second (test_data).

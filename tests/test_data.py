@@ -1,5 +1,6 @@
 """The input pipeline: the embedded dataset, determinism and resume, evaluation coverage, offline errors."""
 
+import socket
 import time
 
 import numpy as np
@@ -71,7 +72,11 @@ def test_evaluation_covers_every_example_exactly_once(tfds_dir, process_count):
   assert sorted(map(bytes, seen)) == sorted(map(bytes, reference))
 
 
-def test_missing_dataset_fails_fast_offline(tmp_path):
+def test_missing_dataset_fails_fast_offline(tmp_path, monkeypatch):
+  def no_network(*args, **kwargs):
+    raise OSError("network is unreachable")
+
+  monkeypatch.setattr(socket, "create_connection", no_network)  # Offline, even on a connected machine.
   config = tiny_config(str(tmp_path), **{"data.name": "cifar100"})
   start = time.perf_counter()
   with pytest.raises(data.DataNotPreparedError) as error:

@@ -25,8 +25,8 @@ class DatasetSpec:
 
 
 _CIFAR_HINT = (
-  "On a machine with internet, run `tfds build {name} --data_dir DIR` (or just start training there once), "
-  "then copy DIR here. Offline, put the official archive {archive} in DIR/downloads/manual/ and run "
+  "On a machine with internet, run `tfds build {name} --data_dir DIR` (or start this training there once) "
+  "and copy DIR to this machine. Offline, put the official archive {archive} in DIR/downloads/manual/ and run "
   "`tfds build {name} --data_dir DIR --manual_dir DIR/downloads/manual`."
 )
 

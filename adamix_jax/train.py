@@ -96,11 +96,10 @@ def steps_per_epoch(config: ml_collections.ConfigDict, info: data.DataInfo) -> i
   return steps
 
 
-def evaluate(eval_step, state: TrainState, config, info: data.DataInfo, mesh) -> dict[str, float]:
+def evaluate(eval_step, state: TrainState, pipeline: data.InputPipeline, mesh) -> dict[str, float]:
   """Top-1 and top-5 accuracy (%) of every head of the online and EMA networks on the evaluation split."""
-  process = dict(process_index=jax.process_index(), process_count=jax.process_count())
   totals = None
-  for batch in data.eval_batches(config, info, **process):
+  for batch in pipeline.eval_batches():
     counts = eval_step(state, step.shard_batch(mesh, batch))
     totals = counts if totals is None else jax.tree.map(lambda a, b: a + b, totals, counts)
   totals = jax.device_get(totals)
@@ -169,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_step = step.make_eval_step(method, nets, info, mesh)
   writer = MetricWriter(workdir, enabled=is_main)
   progress = Progress(total_steps, spe, config.batch_size, enabled=is_main and config.log.progress)
-  process = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  pipeline = data.InputPipeline(config, info, process_index=jax.process_index(), process_count=jax.process_count())
 
   def meta() -> dict[str, Any]:
     done = int(jax.device_get(state.step))
@@ -205,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress.start_epoch(epoch)
         pending = None
         first_batch = start % spe if epoch == start // spe else 0
-        for batch in data.train_batches(config, epoch=epoch, start_batch=first_batch, **process):
+        for batch in pipeline.train_batches(epoch, start_batch=first_batch):
           state, metrics = train_step(state, step.shard_batch(mesh, batch))
           done += 1
           if pending is not None:
@@ -224,7 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if (epoch + 1) % config.eval.every_epochs and epoch + 1 < config.num_epochs:
           save()
           continue
-        results = evaluate(eval_step, state, config, info, mesh)
+        results = evaluate(eval_step, state, pipeline, mesh)
         history.append({"epoch": epoch + 1, "step": done, "metrics": results})
         reported = reported_number(history, config)
         writer.write(done, "eval", {**results, "reported_top1": reported})

@@ -10,6 +10,10 @@ from conftest import tiny_config
 from adamix_jax import data
 
 
+def _pipeline(config):
+  return data.InputPipeline(config, data.data_info(config))
+
+
 def test_embedded_dataset_info(tfds_dir):
   info = data.data_info(tiny_config(tfds_dir, **{"data.max_train_examples": 0, "data.max_eval_examples": 0}))
   assert (info.num_classes, info.image_shape, info.num_train, info.num_eval) == (10, (28, 28, 1), 10_000, 2_000)
@@ -27,11 +31,11 @@ def test_embedded_dataset_is_class_balanced_real_fashion_mnist():
 
 def test_train_batches_shapes_and_augmentation(tfds_dir):
   config = tiny_config(tfds_dir)
-  batches = list(data.train_batches(config, epoch=0))
+  batches = list(_pipeline(config).train_batches(0))
   assert len(batches) == 10
   assert batches[0]["images"].shape == (20, 28, 28, 1) and batches[0]["images"].dtype == np.uint8
   assert batches[0]["labels"].dtype == np.int32
-  plain = list(data.train_batches(tiny_config(tfds_dir, **{"data.crop_padding": 0, "data.flip": False}), epoch=0))
+  plain = list(_pipeline(tiny_config(tfds_dir, **{"data.crop_padding": 0, "data.flip": False})).train_batches(0))
   assert np.array_equal(batches[0]["labels"], plain[0]["labels"])  # Same order, different pixels.
   assert not np.array_equal(batches[0]["images"], plain[0]["images"])
   all_labels = np.concatenate([b["labels"] for b in batches])
@@ -39,15 +43,15 @@ def test_train_batches_shapes_and_augmentation(tfds_dir):
 
 
 def test_training_stream_is_deterministic_and_resumable(tfds_dir):
-  config = tiny_config(tfds_dir)
-  epoch1 = list(data.train_batches(config, epoch=1))
-  again = list(data.train_batches(config, epoch=1))
-  resumed = list(data.train_batches(config, epoch=1, start_batch=7))
+  pipeline = _pipeline(tiny_config(tfds_dir))
+  epoch1 = list(pipeline.train_batches(1))
+  again = list(pipeline.train_batches(1))  # Now from the cache: the same batches.
+  resumed = list(_pipeline(tiny_config(tfds_dir)).train_batches(1, start_batch=7))
   for a, b in zip(epoch1, again, strict=True):
     assert np.array_equal(a["images"], b["images"])
   for a, b in zip(epoch1[7:], resumed, strict=True):
     assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["labels"], b["labels"])
-  epoch0 = next(data.train_batches(config, epoch=0))
+  epoch0 = next(pipeline.train_batches(0))
   assert not np.array_equal(epoch0["labels"], epoch1[0]["labels"])
 
 
@@ -58,7 +62,8 @@ def test_evaluation_covers_every_example_exactly_once(tfds_dir, process_count):
   seen = []
   counts = set()
   for index in range(process_count):
-    batches = list(data.eval_batches(config, info, process_index=index, process_count=process_count))
+    pipeline = data.InputPipeline(config, info, process_index=index, process_count=process_count)
+    batches = list(pipeline.eval_batches())
     counts.add(len(batches))
     for batch in batches:
       assert batch["images"].shape[0] == 30 // process_count
@@ -66,7 +71,7 @@ def test_evaluation_covers_every_example_exactly_once(tfds_dir, process_count):
       assert np.all(batch["images"][~batch["mask"]] == 0)
   assert counts == {data.num_eval_batches(info, config, process_count)}  # Same count on every process.
   seen = np.concatenate(seen)
-  reference = list(data.eval_batches(tiny_config(tfds_dir, **{"data.max_eval_examples": 97}), info))
+  reference = list(_pipeline(tiny_config(tfds_dir, **{"data.max_eval_examples": 97})).eval_batches())
   reference = np.concatenate([b["images"][b["mask"]].reshape(-1, 28 * 28) for b in reference])
   assert len(seen) == 97
   assert sorted(map(bytes, seen)) == sorted(map(bytes, reference))

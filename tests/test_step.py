@@ -27,7 +27,8 @@ def _run(config, batches):
 
 @pytest.fixture(scope="module")
 def batches(tfds_dir):
-  return list(data.train_batches(tiny_config(tfds_dir, batch_size=16), epoch=0))[:3]
+  config = tiny_config(tfds_dir, batch_size=16)
+  return list(data.InputPipeline(config, data.data_info(config)).train_batches(0))[:3]
 
 
 def test_eight_devices_with_synced_batch_norm_equal_one_device(tfds_dir, batches):

@@ -4,12 +4,11 @@ from adamix_jax.data.datasets import DATASETS, DatasetSpec
 from adamix_jax.data.input_pipeline import (
   DataInfo,
   DataNotPreparedError,
+  InputPipeline,
   data_info,
-  eval_batches,
   normalize,
   num_eval_batches,
   prepared_builder,
-  train_batches,
 )
 
 __all__ = [
@@ -17,10 +16,9 @@ __all__ = [
   "DataInfo",
   "DataNotPreparedError",
   "DatasetSpec",
+  "InputPipeline",
   "data_info",
-  "eval_batches",
   "normalize",
   "num_eval_batches",
   "prepared_builder",
-  "train_batches",
 ]

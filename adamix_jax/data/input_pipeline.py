@@ -150,41 +150,6 @@ def _augment(image: tf.Tensor, seed: tf.Tensor, padding: int, flip: bool) -> tf.
   return image
 
 
-def train_batches(
-  config: ml_collections.ConfigDict,
-  *,
-  epoch: int,
-  start_batch: int = 0,
-  process_index: int = 0,
-  process_count: int = 1,
-) -> Iterator[dict[str, np.ndarray]]:
-  """The process's training batches of one epoch, from batch `start_batch` on.
-
-  Yields:
-    {"images": uint8 [b, H, W, C], "labels": int32 [b]} with b = batch_size / process_count. The epoch's
-    last partial batch is dropped, so every epoch has the same number of steps.
-  """
-  spec = DATASETS[config.data.name]
-  local_batch = config.batch_size // process_count
-  ds = _load(config, _split(spec.train_split, config.data.max_train_examples), process_index, process_count)
-  order_seed = (config.seed * 1_000_003 + epoch) % 2**31
-  buffer = config.data.shuffle_buffer or ds.cardinality()
-  if buffer == tf.data.UNKNOWN_CARDINALITY:
-    buffer = 10_000
-  ds = ds.shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False).enumerate()
-  ds = ds.skip(start_batch * local_batch)
-
-  def augment(index, example):
-    image, label = example
-    seed = tf.stack([tf.constant(config.seed, tf.int64) * 100_003 + epoch, index])
-    return _augment(image, seed, config.data.crop_padding, config.data.flip), label
-
-  ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  for images, labels in ds.as_numpy_iterator():
-    yield {"images": images, "labels": labels}
-
-
 def num_eval_batches(info: DataInfo, config: ml_collections.ConfigDict, process_count: int = 1) -> int:
   """Evaluation batches per process: enough for the largest process slice, the last one padded."""
   largest_slice = -(-info.num_eval // process_count)
@@ -192,21 +157,58 @@ def num_eval_batches(info: DataInfo, config: ml_collections.ConfigDict, process_
   return -(-largest_slice // local_batch)
 
 
-def eval_batches(
-  config: ml_collections.ConfigDict, info: DataInfo, *, process_index: int = 0, process_count: int = 1
-) -> Iterator[dict[str, np.ndarray]]:
-  """Every evaluation example of this process exactly once, in order, padded to whole batches.
+class InputPipeline:
+  """The host input of one run: training epochs and evaluation passes over this process's slices.
 
-  Yields:
-    {"images": uint8 [b, H, W, C], "labels": int32 [b], "mask": bool [b]}; mask is False on padding.
-    Every process yields the same number of batches (`num_eval_batches`).
+  The decoded splits are built once and, with `config.data.cache`, kept in host memory after their first
+  complete pass, so later epochs and evaluations do not decode again.
   """
-  spec = DATASETS[config.data.name]
-  local_batch = config.eval_batch_size // process_count
-  ds = _load(config, _split(spec.eval_split, config.data.max_eval_examples), process_index, process_count)
-  ds = ds.map(lambda image, label: (image, label, True))
-  total = num_eval_batches(info, config, process_count) * local_batch
-  padding = tf.data.Dataset.from_tensors((tf.zeros(info.image_shape, tf.uint8), 0, False))
-  ds = ds.concatenate(padding.repeat()).take(total)
-  for images, labels, mask in ds.batch(local_batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-    yield {"images": images, "labels": labels, "mask": mask}
+
+  def __init__(
+    self, config: ml_collections.ConfigDict, info: DataInfo, *, process_index: int = 0, process_count: int = 1
+  ):
+    self.config, self.info, self.process_count = config, info, process_count
+    spec = DATASETS[config.data.name]
+    self._train = _load(config, _split(spec.train_split, config.data.max_train_examples), process_index, process_count)
+    self._eval = _load(config, _split(spec.eval_split, config.data.max_eval_examples), process_index, process_count)
+
+  def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """The process's training batches of one epoch, from batch `start_batch` on.
+
+    Yields:
+      {"images": uint8 [b, H, W, C], "labels": int32 [b]} with b = batch_size / process_count. The epoch's
+      last partial batch is dropped, so every epoch has the same number of steps.
+    """
+    config = self.config
+    local_batch = config.batch_size // self.process_count
+    order_seed = (config.seed * 1_000_003 + epoch) % 2**31
+    buffer = config.data.shuffle_buffer or self._train.cardinality()
+    if buffer == tf.data.UNKNOWN_CARDINALITY:
+      buffer = 10_000
+    ds = self._train.shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False).enumerate()
+    ds = ds.skip(start_batch * local_batch)
+
+    def augment(index, example):
+      image, label = example
+      seed = tf.stack([tf.constant(config.seed, tf.int64) * 100_003 + epoch, index])
+      return _augment(image, seed, config.data.crop_padding, config.data.flip), label
+
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    for images, labels in ds.as_numpy_iterator():
+      yield {"images": images, "labels": labels}
+
+  def eval_batches(self) -> Iterator[dict[str, np.ndarray]]:
+    """Every evaluation example of this process exactly once, in order, padded to whole batches.
+
+    Yields:
+      {"images": uint8 [b, H, W, C], "labels": int32 [b], "mask": bool [b]}; mask is False on padding.
+      Every process yields the same number of batches (`num_eval_batches`).
+    """
+    local_batch = self.config.eval_batch_size // self.process_count
+    ds = self._eval.map(lambda image, label: (image, label, True))
+    total = num_eval_batches(self.info, self.config, self.process_count) * local_batch
+    padding = tf.data.Dataset.from_tensors((tf.zeros(self.info.image_shape, tf.uint8), 0, False))
+    ds = ds.concatenate(padding.repeat()).take(total)
+    for images, labels, mask in ds.batch(local_batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+      yield {"images": images, "labels": labels, "mask": mask}

@@ -171,7 +171,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   pipeline = data.InputPipeline(config, info, process_index=jax.process_index(), process_count=jax.process_count())
 
   def meta() -> dict[str, Any]:
-    done = int(jax.device_get(state.step))
     position = {"step": done, "epoch": done // spe, "batch_in_epoch": done % spe, "steps_per_epoch": spe}
     return {"config": json.loads(config.to_json()), "input_position": position, "eval_history": history}
 

@@ -70,11 +70,12 @@ def test_per_example_lam_equals_rowwise_computation():
   case = CASES["DM_eta0.1_both_idx1_rowB"]
   labels_a, labels_b = np.array(case["y_a"]), np.array(case["y_b"])
   lam = np.linspace(0.1, 0.9, 6)
-  batch = losses.decoupled_mixup_loss(LOGITS, labels_a, labels_b, lam, eta=0.1, mode="less", lam_power=0.5)
+  kwargs = dict(eta=0.1, mode="less", lam_power=0.5)
   rows = [
-    losses.decoupled_mixup_loss(LOGITS[i : i + 1], labels_a[i : i + 1], labels_b[i : i + 1], lam[i], eta=0.1, mode="less", lam_power=0.5)
+    losses.decoupled_mixup_loss(LOGITS[i, None], labels_a[i, None], labels_b[i, None], lam[i], **kwargs)
     for i in range(6)
-  ]  # fmt: skip
+  ]
+  batch = losses.decoupled_mixup_loss(LOGITS, labels_a, labels_b, lam, **kwargs)
   assert float(batch) == pytest.approx(float(np.mean(rows)), rel=1e-6)
 
 

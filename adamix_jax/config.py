@@ -49,6 +49,20 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 1e-4  # Coupled L2, added to the gradient as PyTorch SGD does.
 
+  config.mixup = ml_collections.ConfigDict()  # The static mixups (adamix_jax.mixing).
+  config.mixup.alpha = 1.0  # lambda ~ Beta(alpha, alpha).
+  config.mixup.resizemix_scope = (0.1, 0.8)  # ResizeMix: range of the pasted image's side ratio.
+  config.mixup.fmix_decay_power = 3.0  # FMix: spectrum decay.
+  config.mixup.manifoldmix_stages = (0, 1, 2)  # ManifoldMix: inputs of stages 1-3 it may mix (0: after the stem).
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.dm = ml_collections.ConfigDict()  # Decoupled Mixup (ADAUTOMIX.md B.1); eta = 0 turns it off.
+  config.loss.dm.eta = 0.0
+  config.loss.dm.mode = "both"  # "both", "less" (minority source only) or "more" (majority only).
+  config.loss.dm.lam_power = 1.0  # eta_i = eta * lam_i ** lam_power.
+  config.loss.dm.threshold = 0.5  # Minority/majority boundary of "less"/"more".
+  config.loss.dm.official_pairing = False  # Reproduce the official eta-to-class pairing by row 0's class order.
+
   config.ema = ml_collections.ConfigDict()  # The EMA teacher (ADAUTOMIX.md A.6); parameters only.
   config.ema.momentum = 0.999  # Held for the first adjust_start fraction of training.
   config.ema.end_momentum = 0.999999  # Reached by cosine at the last step.
@@ -123,6 +137,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
         f"config.{key} = {_get(config, key)} is not divisible by the {num_devices} devices of the mesh. "
         f"Use a multiple of {num_devices}, or set config.num_devices."
       )
+  _positive(config, "mixup.alpha", "mixup.fmix_decay_power")
+  _positive(config, "loss.dm.eta", "loss.dm.lam_power", allow_zero=True)
+  _choice(config.loss.dm.mode, ("both", "less", "more"), "loss.dm.mode")
+  low, high = config.mixup.resizemix_scope
+  if not 0 < low <= high <= 1:
+    raise ConfigError(f"config.mixup.resizemix_scope = {(low, high)} must satisfy 0 < low <= high <= 1.")
+  if not set(config.mixup.manifoldmix_stages) <= {0, 1, 2} or not config.mixup.manifoldmix_stages:
+    raise ConfigError(
+      f"config.mixup.manifoldmix_stages = {config.mixup.manifoldmix_stages} must be a subset of (0, 1, 2)."
+    )
+  if config.loss.dm.eta > 0 and not issubclass(methods.METHODS[config.method], methods.StaticMixup):
+    mixing_methods = [name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup)]
+    raise ConfigError(
+      f"config.loss.dm.eta = {config.loss.dm.eta} needs a mixing method; config.method = {config.method!r}. "
+      f"Valid choices: {', '.join(sorted(mixing_methods))}."
+    )
   model_name, _, head = config.eval.report.partition("/")
   heads = methods.METHODS[config.method].head_names
   if model_name not in ("online", "ema") or head not in heads:

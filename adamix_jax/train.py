@@ -62,7 +62,7 @@ def build(
   config: ml_collections.ConfigDict, info: data.DataInfo, mesh
 ) -> tuple[methods.Method, methods.Networks, Any, TrainState]:
   """The method, its networks, the optimiser and a fresh state replicated over `mesh`."""
-  method = methods.METHODS[config.method]
+  method = methods.METHODS[config.method](config)
   classifier = models.build_classifier(
     config.model.name,
     info.num_classes,

@@ -1,8 +1,11 @@
-"""Training methods, selectable by `config.method`."""
+"""Training methods, selectable by `config.method`: a name -> Method class registry."""
 
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
+from adamix_jax.methods.static_mixup import CutMix, FMix, ManifoldMix, MixUp, ResizeMix, SaliencyMix, StaticMixup
 
-METHODS: dict[str, Method] = {method.name: method for method in (ERM(),)}
+METHODS: dict[str, type[Method]] = {
+  method.name: method for method in (ERM, MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix)
+}
 
-__all__ = ["METHODS", "ERM", "Method", "Networks"]
+__all__ = ["METHODS", "ERM", "Method", "Networks", "StaticMixup"]

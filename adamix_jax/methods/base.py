@@ -27,10 +27,14 @@ class Method:
 
   Attributes:
     head_names: the classifier heads the method trains (and evaluation reports).
+    config: the run's configuration (methods read their options from it).
   """
 
   name: ClassVar[str]
   head_names: ClassVar[tuple[str, ...]] = ("one",)
+
+  def __init__(self, config):
+    self.config = config
 
   def init_variables(self, nets: Networks, rng: jax.Array, images: jax.Array) -> tuple[dict, dict]:
     """Initial (params, batch_stats), each {group: tree}, from a sample batch `images` [B, H, W, C]."""

@@ -42,9 +42,12 @@ class Classifier(nn.Module):
   inits: Init = Init()
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> ClassifierOutput:
-    """Maps images [B, H, W, C] to the stage outputs and the logits of every head."""
-    stages = self.backbone(images, train=train)
+  def __call__(self, images: jax.Array, *, train: bool, stage_hook=None) -> ClassifierOutput:
+    """Maps images [B, H, W, C] to the stage outputs and the logits of every head.
+
+    `stage_hook(k, x)` is passed to the backbone (ManifoldMix); None runs it unchanged.
+    """
+    stages = self.backbone(images, train=train, stage_hook=stage_hook)
     logits = {name: Head(self.num_classes, self.inits, name=f"head_{name}")(stages[-1]) for name in self.head_names}
     return ClassifierOutput(stages, logits)
 

@@ -53,11 +53,16 @@ class PreActNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> tuple[jax.Array, ...]:
-    """Maps images [B, H, W, C] to the stage outputs, [B, H/s, W/s, channels] for each stage."""
+  def __call__(self, images: jax.Array, *, train: bool, stage_hook=None) -> tuple[jax.Array, ...]:
+    """Maps images [B, H, W, C] to the stage outputs, [B, H/s, W/s, channels] for each stage.
+
+    `stage_hook(k, x)`, if given, replaces the input x of stage k + 1 (see ResNet).
+    """
     x = conv(self.stem_width, 3, init=self.inits, dtype=self.dtype, name="stem_conv")(images.astype(self.dtype))
     stages = []
     for stage, (num_blocks, width) in enumerate(zip(self.stage_sizes, self.stage_widths, strict=True)):
+      if stage_hook is not None and stage < 3:
+        x = stage_hook(stage, x)
       for index in range(num_blocks):
         stride = 2 if stage > 0 and index == 0 else 1
         block = PreActBlock(

@@ -94,8 +94,12 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool) -> tuple[jax.Array, ...]:
-    """Maps images [B, H, W, C] to the stage outputs, [B, H/s, W/s, channels] for each stage."""
+  def __call__(self, images: jax.Array, *, train: bool, stage_hook=None) -> tuple[jax.Array, ...]:
+    """Maps images [B, H, W, C] to the stage outputs, [B, H/s, W/s, channels] for each stage.
+
+    `stage_hook(k, x)`, if given, replaces the input x of stage k + 1 (k = 0 after the stem, k = 1, 2 after
+    stages 1, 2): ManifoldMix mixes hidden features there.
+    """
     x = images.astype(self.dtype)
     kernel, stride = (3, 1) if self.stem == "cifar" else (7, 2)
     x = conv(self.width, kernel, stride, init=self.inits, dtype=self.dtype, name="stem_conv")(x)
@@ -107,6 +111,8 @@ class ResNet(nn.Module):
       block_args.update(groups=self.groups, width_per_group=self.width_per_group)
     stages = []
     for stage, num_blocks in enumerate(self.stage_sizes):
+      if stage_hook is not None and stage < 3:
+        x = stage_hook(stage, x)
       for index in range(num_blocks):
         stride = 2 if stage > 0 and index == 0 else 1
         x = self.block(self.width * 2**stage, stride, name=f"stage{stage + 1}_block{index + 1}", **block_args)(

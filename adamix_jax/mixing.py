@@ -1,0 +1,185 @@
+"""Static mixing operators: pure, jittable functions of a batch and a mixing plan.
+
+A plan (`sample_plan`) holds the permutation that pairs each example with a partner, the drawn lambda and a
+key for the operator's spatial randomness (box position, FMix spectrum). Each operator returns the mixed
+batch with what the loss needs: the two source labels per example and their weights, and the per-pixel
+weight of the unshuffled image (`masks`). For box and mask methods lambda is corrected to the real area.
+Layouts follow OpenMixup (`openmixup/models/utils/augments/`); where they differ it says so.
+
+    plan = sample_plan(key, batch_size=images.shape[0], alpha=1.0)
+    mixed = cutmix(images, labels, plan)
+    loss = losses.mixup_cross_entropy(logits, *mixed.labels, mixed.lams[0])
+"""
+
+from typing import NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+
+
+@flax.struct.dataclass
+class MixPlan:
+  """What one mixing draws.
+
+  Attributes:
+    permutation: int [B]; example b is mixed with example permutation[b].
+    lam: float32 scalar, the drawn weight of the unshuffled batch (Beta(alpha, alpha)).
+    key: PRNG key for the operator's spatial randomness.
+  """
+
+  permutation: jax.Array
+  lam: jax.Array
+  key: jax.Array
+
+
+class MixResult(NamedTuple):
+  """A mixed batch.
+
+  Attributes:
+    images: [B, H, W, C] mixed images (or features, for ManifoldMix).
+    labels: int [2, B]: the unshuffled and the partner's labels.
+    lams: float32 [2, B]: their weights, summing to 1 per example.
+    masks: float32 [B, H, W, 1]: the per-pixel weight of the unshuffled image.
+  """
+
+  images: jax.Array
+  labels: jax.Array
+  lams: jax.Array
+  masks: jax.Array
+
+
+def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> MixPlan:
+  """Draws a permutation (self-pairing allowed, as torch.randperm) and lambda ~ Beta(alpha, alpha)."""
+  perm_key, lam_key, spatial_key = jax.random.split(key, 3)
+  lam = jax.random.beta(lam_key, alpha, alpha).astype(jnp.float32)
+  return MixPlan(jax.random.permutation(perm_key, batch_size), lam, spatial_key)
+
+
+def _result(images, labels, plan: MixPlan, mask: jax.Array) -> MixResult:
+  """Mixes with a per-pixel weight `mask` [B or 1, H, W, 1] of the unshuffled image; lambda = its mean."""
+  mask = jnp.broadcast_to(mask.astype(jnp.float32), (images.shape[0], *images.shape[1:3], 1))
+  mixed = mask * images + (1 - mask) * images[plan.permutation]
+  lam = jnp.mean(mask, axis=(1, 2, 3))
+  labels = jnp.stack([labels, labels[plan.permutation]])
+  return MixResult(mixed.astype(images.dtype), labels, jnp.stack([lam, 1 - lam]), mask)
+
+
+def mixup(images: jax.Array, labels: jax.Array, plan: MixPlan) -> MixResult:
+  """MixUp: lam x + (1 - lam) x[perm] (works on any [B, ...] features, e.g. for ManifoldMix)."""
+  lam = plan.lam.astype(jnp.float32)
+  mixed = (lam * images + (1 - lam) * images[plan.permutation]).astype(images.dtype)
+  lams = jnp.stack([jnp.full(images.shape[:1], lam), jnp.full(images.shape[:1], 1 - lam)])
+  masks = jnp.full((images.shape[0], *images.shape[1:3], 1), lam)
+  return MixResult(mixed, jnp.stack([labels, labels[plan.permutation]]), lams, masks)
+
+
+def box_mask(height: int, width: int, top: jax.Array, left: jax.Array, bottom: jax.Array, right: jax.Array):
+  """float32 [H, W, 1]: 1 inside rows [top, bottom) and columns [left, right), 0 outside."""
+  rows = jnp.arange(height)[:, None]
+  cols = jnp.arange(width)[None, :]
+  inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+  return inside[..., None].astype(jnp.float32)
+
+
+def _cut_box(height: int, width: int, lam: jax.Array, center: jax.Array):
+  """OpenMixup's `rand_bbox`: a box of sides int(side * sqrt(1 - lam)) around `center`, clipped to the image."""
+  ratio = jnp.sqrt(1.0 - lam)
+  cut_h, cut_w = (height * ratio).astype(jnp.int32), (width * ratio).astype(jnp.int32)
+  top, bottom = jnp.clip(center[0] - cut_h // 2, 0, height), jnp.clip(center[0] + cut_h // 2, 0, height)
+  left, right = jnp.clip(center[1] - cut_w // 2, 0, width), jnp.clip(center[1] + cut_w // 2, 0, width)
+  return top, left, bottom, right
+
+
+def cutmix(images: jax.Array, labels: jax.Array, plan: MixPlan) -> MixResult:
+  """CutMix: one box of area about (1 - lam) HW, uniform centre, pasted from x[perm] into every image."""
+  height, width = images.shape[1:3]
+  center = jax.random.randint(plan.key, (2,), 0, jnp.array([height, width]))
+  inside = box_mask(height, width, *_cut_box(height, width, plan.lam, center))
+  return _result(images, labels, plan, 1 - inside[None])
+
+
+def spectral_residual_saliency(image: jax.Array, size: int = 64) -> jax.Array:
+  """Spectral-residual saliency (Hou & Zhang 2007; OpenCV's StaticSaliencySpectralResidual) of [H, W, C].
+
+  The grey image is resized to size x size, its log-amplitude spectrum minus a 3x3 local mean is
+  recombined with the phase, and the squared inverse transform is blurred (Gaussian, sigma 2.5) and
+  resized back. Returns float32 [H, W]. OpenCV's exact blur differs; only the argmax is used.
+  """
+  height, width = image.shape[:2]
+  grey = jax.image.resize(jnp.mean(image.astype(jnp.float32), axis=-1), (size, size), "linear")
+  spectrum = jnp.fft.fft2(grey)
+  log_amplitude = jnp.log(jnp.abs(spectrum) + 1e-8)
+  residual = log_amplitude - _box3(log_amplitude)
+  saliency = jnp.abs(jnp.fft.ifft2(jnp.exp(residual + 1j * jnp.angle(spectrum)))) ** 2
+  taps = jnp.exp(-0.5 * (jnp.arange(-4, 5) / 2.5) ** 2)
+  kernel = jnp.outer(taps, taps) / jnp.sum(taps) ** 2
+  saliency = jax.scipy.signal.convolve2d(saliency, kernel, mode="same")
+  return jax.image.resize(saliency, (height, width), "linear")
+
+
+def _box3(x: jax.Array) -> jax.Array:
+  """3x3 mean with edge replication."""
+  padded = jnp.pad(x, 1, mode="edge")
+  rows, cols = x.shape
+  return sum(padded[i : i + rows, j : j + cols] for i in range(3) for j in range(3)) / 9
+
+
+def saliencymix(images: jax.Array, labels: jax.Array, plan: MixPlan) -> MixResult:
+  """SaliencyMix: the CutMix box centred on the saliency peak of the first shuffled image (as OpenMixup)."""
+  height, width = images.shape[1:3]
+  saliency = spectral_residual_saliency(images[plan.permutation[0]])
+  peak = jnp.argmax(saliency)
+  center = jnp.stack([peak // width, peak % width])
+  inside = box_mask(height, width, *_cut_box(height, width, plan.lam, center))
+  return _result(images, labels, plan, 1 - inside[None])
+
+
+def resizemix(
+  images: jax.Array, labels: jax.Array, plan: MixPlan, scope: tuple[float, float] = (0.1, 0.8)
+) -> MixResult:
+  """ResizeMix: x[perm] shrunk by tau (nearest) and pasted at a uniform position.
+
+  tau = scope[0] + lam (scope[1] - scope[0]), i.e. uniform on `scope` for alpha = 1 (OpenMixup's default
+  draws tau uniformly; `use_alpha` draws it from Beta as here). The pasted box is int(H tau) x int(W tau).
+  """
+  height, width = images.shape[1:3]
+  tau = scope[0] + plan.lam * (scope[1] - scope[0])
+  box_h, box_w = (height * tau).astype(jnp.int32), (width * tau).astype(jnp.int32)
+  top_key, left_key = jax.random.split(plan.key)
+  top = jax.random.randint(top_key, (), 0, height - box_h + 1)
+  left = jax.random.randint(left_key, (), 0, width - box_w + 1)
+  inside = box_mask(height, width, top, left, top + box_h, left + box_w)
+  # Nearest-neighbour resize as PyTorch: output pixel i reads floor(i * in / out).
+  src_rows = jnp.clip(((jnp.arange(height) - top) * height) // jnp.maximum(box_h, 1), 0, height - 1)
+  src_cols = jnp.clip(((jnp.arange(width) - left) * width) // jnp.maximum(box_w, 1), 0, width - 1)
+  shrunk = images[plan.permutation][:, src_rows][:, :, src_cols]
+  mixed = inside * shrunk + (1 - inside) * images
+  lam = jnp.full(images.shape[:1], 1 - jnp.mean(inside))
+  labels = jnp.stack([labels, labels[plan.permutation]])
+  masks = jnp.broadcast_to(1 - inside, (images.shape[0], height, width, 1))
+  return MixResult(mixed.astype(images.dtype), labels, jnp.stack([lam, 1 - lam]), masks)
+
+
+def fmix_mask(key: jax.Array, lam: jax.Array, height: int, width: int, decay_power: float = 3.0) -> jax.Array:
+  """FMix's binary mask [H, W, 1]: the round(lam HW) largest pixels of a low-frequency random image.
+
+  The image is the inverse real FFT of complex Gaussian noise scaled by 1 / max(f, 1 / max(H, W))**decay.
+  (The reference implementation rounds the pixel count up or down at random; here it is rounded.)
+  """
+  freqs = jnp.sqrt(jnp.fft.fftfreq(height)[:, None] ** 2 + jnp.fft.rfftfreq(width)[None, :] ** 2)
+  scale = 1.0 / jnp.maximum(freqs, 1.0 / max(height, width)) ** decay_power
+  noise = jax.random.normal(key, (2, *freqs.shape))
+  grey = jnp.fft.irfft2(scale * (noise[0] + 1j * noise[1]), s=(height, width))
+  ranks = jnp.argsort(jnp.argsort(-grey.reshape(-1)))
+  keep = jnp.round(lam * height * width).astype(jnp.int32)
+  return (ranks < keep).reshape(height, width, 1).astype(jnp.float32)
+
+
+def fmix(images: jax.Array, labels: jax.Array, plan: MixPlan, decay_power: float = 3.0) -> MixResult:
+  """FMix: one Fourier-sampled binary mask for the batch; the unshuffled image keeps the mask's pixels."""
+  mask = fmix_mask(plan.key, plan.lam, *images.shape[1:3], decay_power=decay_power)
+  return _result(images, labels, plan, mask[None])
+
+
+OPERATORS = {"mixup": mixup, "cutmix": cutmix, "fmix": fmix, "resizemix": resizemix, "saliencymix": saliencymix}

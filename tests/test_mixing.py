@@ -1,0 +1,97 @@
+"""Mixing operators: the defining property of each, on random batches and with injected plans."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from adamix_jax import mixing
+
+IMAGES = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
+LABELS = jnp.arange(8) % 5
+
+
+def _plan(lam, seed=1):
+  return mixing.MixPlan(jax.random.permutation(jax.random.key(seed), 8), jnp.float32(lam), jax.random.key(seed + 1))
+
+
+@pytest.mark.parametrize("name", sorted(mixing.OPERATORS))
+@pytest.mark.parametrize("seed", range(4))
+def test_label_weights_sum_to_one_and_equal_the_mask_area(name, seed):
+  plan = mixing.sample_plan(jax.random.key(seed), 8, alpha=1.0)
+  mixed = jax.jit(mixing.OPERATORS[name])(IMAGES, LABELS, plan)
+  assert mixed.images.shape == IMAGES.shape and mixed.masks.shape == (8, 32, 32, 1)
+  np.testing.assert_allclose(mixed.lams.sum(0), 1.0, atol=1e-6)
+  np.testing.assert_allclose(mixed.masks.mean(axis=(1, 2, 3)), mixed.lams[0], atol=1e-6)
+  np.testing.assert_array_equal(mixed.labels, np.stack([LABELS, LABELS[plan.permutation]]))
+  # Every pixel is the mask-weighted combination of the image and its partner.
+  expected = mixed.masks * IMAGES + (1 - mixed.masks) * IMAGES[plan.permutation] if name != "resizemix" else None
+  if expected is not None:
+    np.testing.assert_allclose(mixed.images, expected, atol=1e-5)
+
+
+def test_mixup_is_linear_in_lambda():
+  at = {lam: mixing.mixup(IMAGES, LABELS, _plan(lam)).images for lam in (0.0, 0.3, 1.0)}
+  np.testing.assert_allclose(at[0.3], 0.3 * at[1.0] + 0.7 * at[0.0], atol=1e-6)
+  np.testing.assert_allclose(at[1.0], IMAGES)
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.5, 0.9])
+def test_cutmix_pastes_one_box_whose_area_is_one_minus_lambda(lam):
+  mixed = mixing.cutmix(IMAGES, LABELS, _plan(lam))
+  pasted = 1 - np.asarray(mixed.masks[0, :, :, 0])
+  rows, cols = np.nonzero(pasted)
+  if len(rows):  # A box: the pasted pixels fill their bounding rectangle.
+    assert pasted[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+  assert pasted.mean() == pytest.approx(float(mixed.lams[1, 0]))  # Corrected lambda = real area.
+  assert float(mixed.lams[1, 0]) <= 1 - lam + 1e-6  # Clipping at the border only shrinks the box.
+  centred = mixing.box_mask(32, 32, *mixing._cut_box(32, 32, jnp.float32(lam), jnp.array([16, 16])))
+  side = int(32 * np.sqrt(1 - lam)) // 2 * 2
+  assert float(centred.sum()) == side * side  # Unclipped: sides int(32 sqrt(1 - lam)), as OpenMixup.
+
+
+def test_fmix_mask_is_binary_with_round_lambda_pixels():
+  for lam in (0.2, 0.65):
+    mask = mixing.fmix_mask(jax.random.key(3), jnp.float32(lam), 32, 32)
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    assert int(mask.sum()) == round(lam * 32 * 32)
+
+
+def test_resizemix_pastes_a_shrunk_partner():
+  plan = _plan(0.5)
+  mixed = mixing.resizemix(IMAGES, LABELS, plan, scope=(0.5, 0.5))  # tau = 0.5: a 16 x 16 box.
+  inside = 1 - np.asarray(mixed.masks[0, :, :, 0])
+  rows, cols = np.nonzero(inside)
+  assert inside.sum() == 16 * 16 and float(mixed.lams[0, 0]) == pytest.approx(0.75)
+  top, left = rows.min(), cols.min()
+  partner = np.asarray(IMAGES[plan.permutation])
+  np.testing.assert_allclose(mixed.images[:, top : top + 16, left : left + 16], partner[:, ::2, ::2])  # nearest x 1/2
+  np.testing.assert_allclose(mixed.images[:, inside == 0], IMAGES[:, inside == 0])
+
+
+def test_saliency_peaks_on_the_object_of_real_images():
+  """On Fashion-MNIST (objects on black), the saliency peak falls on the object far above chance."""
+  from adamix_jax.data import fashion_mnist_subset
+
+  images = fashion_mnist_subset.load_arrays()["test_images"][:200].astype(np.float32) / 255
+  saliency = np.asarray(jax.jit(jax.vmap(lambda im: mixing.spectral_residual_saliency(im[..., None])))(images))
+  peaks = saliency.reshape(200, -1).argmax(-1)
+  on_object = images.reshape(200, -1)[np.arange(200), peaks] > 0.1
+  chance = np.mean(images > 0.1)
+  assert on_object.mean() > chance + 0.15
+
+
+def test_saliencymix_box_is_centred_on_the_first_partners_saliency_peak():
+  plan = _plan(0.75)
+  mixed = mixing.saliencymix(IMAGES, LABELS, plan)
+  peak = np.unravel_index(np.argmax(mixing.spectral_residual_saliency(IMAGES[plan.permutation[0]])), (32, 32))
+  rows, cols = np.nonzero(1 - np.asarray(mixed.masks[0, :, :, 0]))
+  assert rows.min() <= peak[0] <= rows.max() and cols.min() <= peak[1] <= cols.max()
+  assert np.all(np.asarray(mixed.masks) == np.asarray(mixed.masks[:1]))  # One box for the batch.
+
+
+def test_sample_plan_draws_a_permutation_and_beta_lambda():
+  lams = [float(mixing.sample_plan(jax.random.key(s), 16, alpha=0.2).lam) for s in range(200)]
+  assert np.mean([lam < 0.1 or lam > 0.9 for lam in lams]) > 0.5  # Beta(0.2, 0.2) is U-shaped.
+  plan = mixing.sample_plan(jax.random.key(0), 16, alpha=1.0)
+  assert sorted(np.asarray(plan.permutation)) == list(range(16))

@@ -15,7 +15,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize(
   "key,value,message",
   [
-    ("method", "mixupp", "Valid choices: erm"),
+    ("method", "mixupp", "Valid choices: cutmix, erm, fmix, manifoldmix, mixup, resizemix, saliencymix"),
+    ("loss.dm.mode", "most", "Valid choices: both, less, more"),
+    ("loss.dm.eta", 0.1, "needs a mixing method"),
+    ("mixup.alpha", 0.0, "config.mixup.alpha = 0.0 must be > 0"),
+    ("mixup.manifoldmix_stages", (0, 3), "must be a subset of \\(0, 1, 2\\)"),
     ("model.name", "resnet19", "cifar_resnet18"),
     ("data.name", "cifar1000", "cifar100"),
     ("model.init", "xavier", "flax, official"),
@@ -71,12 +75,23 @@ def test_config_variants():
   try:
     import cifar100  # noqa: PLC0415
 
-    assert cifar100.get_config().num_epochs == 200
+    assert cifar100.get_config().num_epochs == 200 and cifar100.get_config().method == "erm"
     assert cifar100.get_config("e800").num_epochs == 800
     smoke = cifar100.get_config("smoke")
     assert smoke.num_epochs == 1 and smoke.data.max_train_examples == 1000
-    with pytest.raises(ValueError, match="Valid choices: default, e400, e800, smoke"):
+    cutmix = cifar100.get_config("cutmix,e400")
+    assert (cutmix.method, cutmix.mixup.alpha, cutmix.num_epochs) == ("cutmix", 0.2, 400)
+    with pytest.raises(ValueError, match="Valid choices: erm, mixup, cutmix"):
       cifar100.get_config("fast")
+    import cifar100_dm  # noqa: PLC0415
+
+    for variant in ("r18_mixup", "rx50_manifoldmix", "rx50_resizemix"):
+      validate(cifar100_dm.get_config(variant), num_devices=1)
+    dm = cifar100_dm.get_config("r18_cutmix")
+    assert (dm.mixup.alpha, dm.loss.dm.eta, dm.loss.dm.mode, dm.loss.dm.lam_power) == (0.2, 0.1, "less", 0.5)
+    assert cifar100_dm.get_config("rx50_resizemix").optimizer.weight_decay == 5e-4
+    with pytest.raises(ValueError, match="r18_mixup"):
+      cifar100_dm.get_config("r34_mixup")
   finally:
     sys.path.remove(os.path.join(REPO, "configs"))
 

@@ -1,0 +1,60 @@
+"""Every static mixup trains a step with and without DM; the grids of mixed samples look right."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from adamix_jax import data, gallery, losses, methods, mixing, step, train
+
+STATIC = sorted(name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup))
+
+
+@pytest.fixture(scope="module")
+def batch(tfds_dir):
+  config = tiny_config(tfds_dir, batch_size=8)
+  return next(data.InputPipeline(config, data.data_info(config)).train_batches(0))
+
+
+@pytest.mark.parametrize("name", STATIC)
+def test_each_static_mixup_trains_a_step(tfds_dir, batch, name):
+  eta = 0.1 if STATIC.index(name) % 2 else 0.0  # Half with DM; the switch itself is tested below.
+  config = tiny_config(tfds_dir, method=name, batch_size=8, **{"loss.dm.eta": eta, "mixup.alpha": 1.0})
+  mesh = step.make_mesh(1)
+  info = data.data_info(config)
+  method, nets, tx, state = train.build(config, info, mesh)
+  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10)
+  before = jax.device_get(state.params)
+  state, metrics = train_step(state, step.shard_batch(mesh, batch))
+  assert np.isfinite(float(metrics["loss"])) and 0 <= float(metrics["accuracy"]) <= 1
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, jax.device_get(state.params))
+  assert any(jax.tree.leaves(changed))
+
+
+def test_dm_options_select_the_loss(tfds_dir):
+  logits = jax.random.normal(jax.random.key(0), (6, 10))
+  labels = np.array([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
+  lams = np.stack([np.full(6, 0.3), np.full(6, 0.7)])
+  plain = methods.METHODS["cutmix"](tiny_config(tfds_dir)).mixed_loss(logits, labels, lams)
+  assert float(plain) == pytest.approx(float(losses.mixup_cross_entropy(logits, labels[0], labels[1], 0.3)))
+  options = {"loss.dm.eta": 0.1, "loss.dm.mode": "less", "loss.dm.lam_power": 0.5}
+  dm = methods.METHODS["cutmix"](tiny_config(tfds_dir, **options)).mixed_loss(logits, labels, lams)
+  expected = losses.decoupled_mixup_loss(logits, labels[0], labels[1], 0.3, eta=0.1, mode="less", lam_power=0.5)
+  assert float(dm) == pytest.approx(float(expected)) and float(dm) > float(plain)
+
+
+@pytest.mark.parametrize("name", sorted(mixing.OPERATORS))
+def test_grid_of_mixed_samples_on_the_embedded_dataset(tfds_dir, batch, name):
+  info = data.data_info(tiny_config(tfds_dir))
+  images = data.normalize(batch["images"], info.mean, info.std)
+  plan = mixing.sample_plan(jax.random.key(0), 8, alpha=1.0)
+  mixed = mixing.OPERATORS[name](images, batch["labels"], plan)
+  grid = gallery.mixed_sample_grid(mixed, info.mean, info.std, count=8)
+  assert grid.shape == (2 * 28, 8 * 28, 3) and grid.dtype == np.uint8
+  assert grid[:28].std() > 10  # Real image content.
+  tiles = grid[28:, :, 0].reshape(28, 8, 28).transpose(1, 0, 2)
+  np.testing.assert_allclose(tiles.mean(axis=(1, 2)) / 255, np.asarray(mixed.lams[0]), atol=2e-3)
+  if name != "mixup":  # Box and mask methods: each pixel comes from one source.
+    assert set(np.unique(tiles)) <= {0, 255}
+  unmixed = gallery.denormalize(images, info.mean, info.std)
+  np.testing.assert_array_equal(unmixed, batch["images"])  # denormalize inverts normalize.

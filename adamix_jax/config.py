@@ -63,6 +63,23 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.dm.threshold = 0.5  # Minority/majority boundary of "less"/"more".
   config.loss.dm.official_pairing = False  # Reproduce the official eta-to-class pairing by row 0's class order.
 
+  config.adautomix = ml_collections.ConfigDict()  # ADAUTOMIX.md A; the defaults are the official CIFAR ones.
+  config.adautomix.num_mix = 3  # N, images mixed per sample (2 or more).
+  config.adautomix.beta = 0.3  # Weight of the adversarial CE against the cosine term (beta_radio).
+  config.adautomix.mixup_ratio = 0.5  # N >= 3: weight of the vanilla N-mixup term against the clean CE.
+  config.adautomix.lam_margin = (
+    0.03  # Classifier batch falls back to constant masks when lambda_1 is this close to 0 or 1.
+  )
+  config.adautomix.adversarial_period = 2  # Steps 0, P, 2P, ... are adversarial; the others cooperative.
+  config.adautomix.cosine_term = "minimize_similarity"  # Official sign (G1); "maximize_similarity" uses 1 - S.
+
+  config.generator = ml_collections.ConfigDict()  # The mask generator of AdAutoMix / AutoMix.
+  config.generator.feature_stage = 2  # Backbone stage output it reads (2: stage 3 of a ResNet).
+  config.generator.reduction = 2  # Attention width = channels // reduction.
+  config.generator.lam_concat = False  # Append lambda as a constant feature channel.
+  config.generator.upsample_mode = "bilinear"  # "bilinear" or "nearest", up to the image size.
+  config.generator.attention_norm = False  # BN after the q/k convolutions (ImageNet R50).
+
   config.ema = ml_collections.ConfigDict()  # The EMA teacher (ADAUTOMIX.md A.6); parameters only.
   config.ema.momentum = 0.999  # Held for the first adjust_start fraction of training.
   config.ema.end_momentum = 0.999999  # Reached by cosine at the last step.
@@ -153,6 +170,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
       f"config.loss.dm.eta = {config.loss.dm.eta} needs a mixing method; config.method = {config.method!r}. "
       f"Valid choices: {', '.join(sorted(mixing_methods))}."
     )
+  if config.adautomix.num_mix < 2:
+    raise ConfigError(f"config.adautomix.num_mix = {config.adautomix.num_mix} must be >= 2.")
+  _choice(config.adautomix.cosine_term, ("minimize_similarity", "maximize_similarity"), "adautomix.cosine_term")
+  _choice(config.generator.upsample_mode, ("bilinear", "nearest"), "generator.upsample_mode")
+  _positive(config, "adautomix.adversarial_period")
   model_name, _, head = config.eval.report.partition("/")
   heads = methods.METHODS[config.method].head_names
   if model_name not in ("online", "ema") or head not in heads:

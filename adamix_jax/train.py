@@ -72,7 +72,7 @@ def build(
     axis_name=step.AXIS if config.model.sync_batch_norm else None,
     dtype=config.model.dtype,
   )
-  nets = methods.Networks(classifier)
+  nets = method.build_networks(classifier, info.image_shape)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   sample = np.zeros((1, *info.image_shape), np.float32)
   abstract_params, _ = jax.eval_shape(lambda: method.init_variables(nets, init_rng, sample))

@@ -20,7 +20,7 @@ def dense(weight, bias):
 
 
 def nchw_to_nhwc(x):
-  return np.moveaxis(x, -3, -1)
+  return np.moveaxis(x, -3, -1).astype(np.float32)
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(GOLDEN, "adaptivemask_*.npz"))))

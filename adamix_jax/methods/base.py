@@ -36,6 +36,11 @@ class Method:
   def __init__(self, config):
     self.config = config
 
+  def build_networks(self, classifier: Classifier, image_shape: tuple[int, int, int]) -> Networks:
+    """The modules of the method around `classifier` for images of `image_shape` (H, W, C)."""
+    del image_shape
+    return Networks(classifier)
+
   def init_variables(self, nets: Networks, rng: jax.Array, images: jax.Array) -> tuple[dict, dict]:
     """Initial (params, batch_stats), each {group: tree}, from a sample batch `images` [B, H, W, C]."""
     variables = nets.classifier.init(rng, images, train=False)

@@ -102,3 +102,21 @@ def conv(features: int, kernel: int, stride: int = 1, *, init: Init, dtype, grou
     dtype=dtype,
     name=name,
   )
+
+
+def replay_batch_norm_update(before, after_once, current, times: int, momentum: float = 0.9):
+  """Applies, `times` more times, the running-statistics update that took `before` to `after_once`.
+
+  A train-mode pass on the same batch with the same parameters always produces the same batch statistics
+  s, and running <- momentum * running + (1 - momentum) * s. Given one such update (before -> after_once),
+  s = (after_once - momentum * before) / (1 - momentum), and `times` further passes take `current` to
+  momentum**times * current + (1 - momentum**times) * s. This replaces repeated identical forward passes
+  (the original's N clean teacher passes) by arithmetic on the statistics trees.
+  """
+  keep = momentum**times
+
+  def leaf(old, once, now):
+    batch = (once - momentum * old) / (1 - momentum)
+    return keep * now + (1 - keep) * batch
+
+  return jax.tree.map(leaf, before, after_once, current)

@@ -157,3 +157,105 @@ def test_two_iterations_reproduce_the_official_step(tfds_dir, monkeypatch):
     _assert_tree_matches(state.params, params, f"iteration {t} parameters")
     _assert_tree_matches(state.ema_params, teacher, f"iteration {t} teacher")
     _assert_tree_matches(state.batch_stats, batch_stats, f"iteration {t} BatchNorm statistics")
+
+
+def _reference_loss(nets, params, state, batch, plan, config):
+  """ADAUTOMIX.md A.4-A.5 for N >= 3 written out pass by pass, as the original runs it (N clean teacher passes)."""
+  options = config.adautomix
+  x, y = batch["images"], batch["labels"]
+  teacher_params = jax.lax.stop_gradient(state.ema_params)
+
+  def run(variables_params, stats, images):
+    output, updates = nets.classifier.apply(
+      {"params": variables_params, "batch_stats": stats}, images, train=True, mutable=["batch_stats"]
+    )
+    return output, updates["batch_stats"]
+
+  clean, k_stats = run(teacher_params, state.batch_stats["teacher"], x)
+  features = jax.lax.stop_gradient(clean.stages[config.generator.feature_stage])
+  masks = lambda perms, lams: nets.generator.apply({"params": params["generator"]}, features[perms], lams)[1]
+  m_mb = masks(plan.mb_perms, plan.mb_lams)
+  m_bb = jax.lax.stop_gradient(masks(plan.bb_perms, plan.bb_lams))
+  lam1 = plan.bb_lams[0]
+  if lam1 <= options.lam_margin or 1 - lam1 < options.lam_margin:
+    m_bb = jnp.broadcast_to(plan.bb_lams, m_bb.shape)
+  x_mb = sum(m_mb[..., i : i + 1] * x[plan.mb_perms[i]] for i in range(3))
+  x_bb = sum(m_bb[..., i : i + 1] * x[plan.bb_perms[i]] for i in range(3))
+  mixed_k, k_stats = run(teacher_params, k_stats, x_mb)
+  z = mixed_k.logits["mix"]
+  loss_mix_k = sum(plan.mb_lams[i] * optax_ce(z, y[plan.mb_perms[i]]) for i in range(3))
+  cos = 0.0
+  for i in range(3):
+    clean_i, k_stats = run(teacher_params, k_stats, x[plan.mb_perms[i]])
+    target = jax.lax.stop_gradient(clean_i.logits["mix"])
+    cos += plan.mb_lams[i] * jnp.mean(
+      jnp.sum(z * target, -1) / (jnp.linalg.norm(z, axis=-1) * jnp.linalg.norm(target, axis=-1))
+    )
+  one, q_stats = run(params["classifier"], state.batch_stats["classifier"], x)
+  vanilla, q_stats = run(params["classifier"], q_stats, sum(plan.bb_lams[i] * x[plan.bb_perms[i]] for i in range(3)))
+  mixed_q, q_stats = run(params["classifier"], q_stats, x_bb)
+  loss_one = optax_ce(one.logits["one"], y)
+  loss_vmix = sum(plan.bb_lams[i] * optax_ce(vanilla.logits["mix"], y[plan.bb_perms[i]]) for i in range(3))
+  loss_mix_q = sum(plan.bb_lams[i] * optax_ce(mixed_q.logits["mix"], y[plan.bb_perms[i]]) for i in range(3))
+  loss_c = loss_mix_q + 0.5 * loss_one + 0.5 * loss_vmix
+  loss_g = -0.3 * loss_mix_k + 0.7 * cos if int(state.step) % 2 == 0 else loss_mix_k
+  return loss_c + loss_g, {"classifier": q_stats, "teacher": k_stats}
+
+
+def optax_ce(logits, labels):
+  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1))
+
+
+@pytest.mark.parametrize("step_index,lam1", [(0, None), (1, None), (0, 0.01)])
+def test_three_image_step_matches_the_spec_written_out(tfds_dir, step_index, lam1):
+  config = golden_config(tfds_dir, **{"adautomix.num_mix": 3})
+  method = AdAutoMix(config)
+  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
+  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
+  tx = build_optimizer(config, params, steps_per_epoch=1)
+  state = create_train_state(params, batch_stats, tx, jax.random.key(0)).replace(step=jnp.int32(step_index))
+  state = state.replace(ema_params=jax.tree.map(lambda p: p * 0.9 + 0.01, state.ema_params))  # A distinct teacher.
+  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
+  plan = method.sample_plan(jax.random.key(3), 6)
+  if lam1 is not None:  # lambda_1 below lam_margin: the classifier batch uses constant masks.
+    plan = plan.replace(mb_lams=jnp.array([lam1, 0.5, 0.49]), bb_lams=jnp.array([lam1, 0.5, 0.49]))
+  assert plan.mb_perms.shape == (3, 6) and float(plan.bb_lams.sum()) == pytest.approx(1.0)
+  ours = jax.value_and_grad(lambda p: method.loss_with_plan(nets, p, state, batch, plan), has_aux=True)
+  (loss, (stats, _)), grads = ours(state.params)
+  (expected_loss, expected_stats), expected_grads = jax.value_and_grad(
+    lambda p: _reference_loss(nets, p, state, batch, plan, config), has_aux=True
+  )(state.params)
+  assert float(loss) == pytest.approx(float(expected_loss), rel=1e-5)
+  _assert_tree_matches(grads, expected_grads, "gradient")
+  _assert_tree_matches(stats, expected_stats, "BatchNorm statistics")
+
+
+def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
+  """With the same plan drawn on every device, one 8-device step = the mean of 8 one-device steps on the shards."""
+  config = golden_config(tfds_dir, batch_size=48, **{"adautomix.num_mix": 3})
+  method = AdAutoMix(config)
+  method.sample_plan = lambda key, batch_size: AdAutoMix.sample_plan(method, jax.random.key(7), batch_size)
+  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
+  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
+  tx = build_optimizer(config, params, steps_per_epoch=1)
+  initial = create_train_state(params, batch_stats, tx, jax.random.key(0))
+  info = data.DataInfo(5, (8, 8, 3), 48, 48, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+  rng = np.random.default_rng(0)
+  batch = {
+    "images": rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8),
+    "labels": rng.integers(0, 5, 48).astype(np.int32),
+  }
+
+  def compiled(num_devices):
+    mesh = step.make_mesh(num_devices)
+    train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
+    return lambda shard: jax.device_get(
+      train_step(step.replicate(mesh, jax.tree.map(jnp.copy, initial)), step.shard_batch(mesh, shard))[0]
+    )
+
+  eight = compiled(8)(batch)
+  one_device = compiled(1)
+  singles = [one_device({k: v[6 * i : 6 * i + 6] for k, v in batch.items()}) for i in range(8)]
+  mean = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *singles)
+  for name in ("params", "ema_params", "batch_stats"):
+    _assert_tree_matches(getattr(eight, name), getattr(mean, name), name)

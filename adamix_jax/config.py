@@ -87,7 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.every_epochs = 1
-  config.eval.report = "online/one"  # The reported number: "<online|ema>/<head>", median top-1...
+  config.eval.report = "auto"  # The reported number: "<online|ema>/<head>" ("auto": the method's), median top-1...
   config.eval.median_of_last = 10  # ... over this many last evaluations.
 
   config.checkpoint = ml_collections.ConfigDict()
@@ -119,6 +119,11 @@ def _get(config, key):
 def _choice(value, choices, key):
   if value not in choices:
     raise ConfigError(f"config.{key} = {value!r} is not known. Valid choices: {', '.join(sorted(choices))}.")
+
+
+def reported_head(config: ml_collections.ConfigDict) -> str:
+  """The "<online|ema>/<head>" whose median top-1 is the reported number: config.eval.report or the method's."""
+  return methods.METHODS[config.method].reported if config.eval.report == "auto" else config.eval.report
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -175,8 +180,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _choice(config.adautomix.cosine_term, ("minimize_similarity", "maximize_similarity"), "adautomix.cosine_term")
   _choice(config.generator.upsample_mode, ("bilinear", "nearest"), "generator.upsample_mode")
   _positive(config, "adautomix.adversarial_period")
+  if config.eval.report == "auto":
+    return
   model_name, _, head = config.eval.report.partition("/")
   heads = methods.METHODS[config.method].head_names
   if model_name not in ("online", "ema") or head not in heads:
     valid = [f"{m}/{h}" for m in ("online", "ema") for h in heads]
-    raise ConfigError(f"config.eval.report = {config.eval.report!r} is not known. Valid choices: {', '.join(valid)}.")
+    raise ConfigError(
+      f"config.eval.report = {config.eval.report!r} is not known. Valid choices: auto, {', '.join(valid)}."
+    )

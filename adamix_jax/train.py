@@ -109,7 +109,8 @@ def evaluate(eval_step, state: TrainState, pipeline: data.InputPipeline, mesh) -
 
 def reported_number(history: list[dict[str, Any]], config: ml_collections.ConfigDict) -> float:
   """The paper's number: median top-1 of the reported head over the last `eval.median_of_last` evaluations."""
-  values = [entry["metrics"][f"{config.eval.report}/top1"] for entry in history[-config.eval.median_of_last :]]
+  head = config_lib.reported_head(config)
+  values = [entry["metrics"][f"{head}/top1"] for entry in history[-config.eval.median_of_last :]]
   return float(statistics.median(values))
 
 
@@ -229,10 +230,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
           summary = " | ".join(f"{key} {value:.2f}" for key, value in results.items() if key.endswith("top1"))
           print(
-            f"epoch {epoch + 1}: {summary} | reported ({config.eval.report}, median) {reported:.2f}",
+            f"epoch {epoch + 1}: {summary} | reported ({config_lib.reported_head(config)}, median) {reported:.2f}",
             flush=True,
           )
-        save(reported_top1=results[f"{config.eval.report}/top1"])
+        save(reported_top1=results[f"{config_lib.reported_head(config)}/top1"])
     checkpoints.wait()
   finally:
     writer.close()
@@ -240,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   summary = {
     "reported_top1": reported_number(history, config) if history else None,
-    "reported_head": config.eval.report,
+    "reported_head": config_lib.reported_head(config),
     "median_of_last": config.eval.median_of_last,
     "steps": int(jax.device_get(state.step)),
     "last_eval": history[-1] if history else None,

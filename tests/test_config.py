@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize(
   "key,value,message",
   [
-    ("method", "mixupp", "Valid choices: cutmix, erm, fmix, manifoldmix, mixup, resizemix, saliencymix"),
+    ("method", "mixupp", "Valid choices: adautomix, cutmix, erm, fmix, manifoldmix, mixup, resizemix, saliencymix"),
     ("loss.dm.mode", "most", "Valid choices: both, less, more"),
     ("loss.dm.eta", 0.1, "needs a mixing method"),
     ("mixup.alpha", 0.0, "config.mixup.alpha = 0.0 must be > 0"),
@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("optimizer.min_lr", 0.5, "exceeds config.optimizer.lr"),
     ("num_epochs", 0, "config.num_epochs = 0 must be > 0"),
     ("ema.momentum", 1.5, "must lie in [0, 1]"),
-    ("eval.report", "ema/mix", "Valid choices: online/one, ema/one"),
+    ("eval.report", "ema/mix", "Valid choices: auto, online/one, ema/one"),
   ],
 )
 def test_bad_values_are_rejected_with_choices(key, value, message):
@@ -75,13 +75,22 @@ def test_config_variants():
   try:
     import cifar100  # noqa: PLC0415
 
-    assert cifar100.get_config().num_epochs == 200 and cifar100.get_config().method == "erm"
-    assert cifar100.get_config("e800").num_epochs == 800
+    default = cifar100.get_config()
+    assert (default.method, default.num_epochs, default.optimizer.min_lr, default.mixup.alpha) == (
+      "adautomix",
+      800,
+      0.05,
+      1.0,
+    )
+    assert default.adautomix.num_mix == 3 and default.adautomix.beta == 0.3 and default.eval.median_of_last == 10
+    validate(default, num_devices=1)
+    assert cifar100.get_config("erm,e200").optimizer.min_lr == 0.0
+    assert cifar100.get_config("rx50").model.name == "cifar_resnext50_32x4d"
     smoke = cifar100.get_config("smoke")
     assert smoke.num_epochs == 1 and smoke.data.max_train_examples == 1000
     cutmix = cifar100.get_config("cutmix,e400")
     assert (cutmix.method, cutmix.mixup.alpha, cutmix.num_epochs) == ("cutmix", 0.2, 400)
-    with pytest.raises(ValueError, match="Valid choices: erm, mixup, cutmix"):
+    with pytest.raises(ValueError, match="Valid choices: adautomix, erm, mixup, cutmix"):
       cifar100.get_config("fast")
     import cifar100_dm  # noqa: PLC0415
 

@@ -80,6 +80,7 @@ class AdAutoMix(Method):
 
   name = "adautomix"
   head_names = ("one", "mix")
+  reported = "ema/one"  # ADAUTOMIX.md A.8: the EMA one-hot head.
 
   def build_networks(self, classifier, image_shape) -> Networks:
     """Adds the AdaptiveMask generator sized for the feature map at `config.generator.feature_stage`."""

@@ -27,11 +27,13 @@ class Method:
 
   Attributes:
     head_names: the classifier heads the method trains (and evaluation reports).
+    reported: the "<online|ema>/<head>" whose median top-1 is the paper's number for this method.
     config: the run's configuration (methods read their options from it).
   """
 
   name: ClassVar[str]
   head_names: ClassVar[tuple[str, ...]] = ("one",)
+  reported: ClassVar[str] = "online/one"  # The head reported by default (config.eval.report = "auto").
 
   def __init__(self, config):
     self.config = config

@@ -73,6 +73,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.adautomix.adversarial_period = 2  # Steps 0, P, 2P, ... are adversarial; the others cooperative.
   config.adautomix.cosine_term = "minimize_similarity"  # Official sign (G1); "maximize_similarity" uses 1 - S.
 
+  config.automix = ml_collections.ConfigDict()  # ADAUTOMIX.md C (OpenMixup AutoMixup, CIFAR defaults).
+  config.automix.lam_margin = 0.08  # Classifier batch falls back to vanilla mixup when lambda is this close to 0 or 1.
+  config.automix.mask_loss = 0.1  # Weight of the mask loss.
+  config.automix.mask_margin = 0.1  # The mask loss ignores area errors up to this margin.
+
   config.generator = ml_collections.ConfigDict()  # The mask generator of AdAutoMix / AutoMix.
   config.generator.feature_stage = 2  # Backbone stage output it reads (2: stage 3 of a ResNet).
   config.generator.reduction = 2  # Attention width = channels // reduction.

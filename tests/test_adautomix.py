@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from adamix_jax import data, models, step
+from adamix_jax import data, methods, models, step
 from adamix_jax.methods.adautomix import AdAutoMix, AdAutoMixPlan
 from adamix_jax.models.layers import BatchNorm, conv
 from adamix_jax.train_state import build_optimizer, create_train_state
@@ -259,3 +259,33 @@ def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
   mean = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *singles)
   for name in ("params", "ema_params", "batch_stats"):
     _assert_tree_matches(getattr(eight, name), getattr(mean, name), name)
+
+
+def _automix_setup(tfds_dir, **overrides):
+  config = golden_config(
+    tfds_dir, method="automix", **{"mixup.alpha": 2.0, "generator.upsample_mode": "nearest", **overrides}
+  )
+  method = methods.METHODS["automix"](config)
+  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
+  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
+  tx = build_optimizer(config, params, steps_per_epoch=1)
+  state = create_train_state(params, batch_stats, tx, jax.random.key(0))
+  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
+  return method, nets, state, batch
+
+
+def test_automix_loss_terms_and_generator_gradient_only_through_the_teacher(tfds_dir):
+  grads = {}
+  for margin in (0.0, 1.0):  # 1.0: the classifier batch always falls back to vanilla mixup.
+    method, nets, state, batch = _automix_setup(tfds_dir, **{"automix.lam_margin": margin})
+    (loss, (stats, metrics)), grads[margin] = jax.value_and_grad(method.loss, argnums=1, has_aux=True)(
+      nets, state.params, state, batch, jax.random.key(5)
+    )
+    parts = metrics["loss_one"] + metrics["loss_mix_q"] + metrics["loss_mix_k"] + metrics["loss_mask"]
+    assert float(loss) == pytest.approx(float(parts), rel=1e-6) and float(metrics["loss_mask"]) >= 0
+    assert set(stats) == {"classifier", "teacher"}
+  # The classifier's masks are detached: how its batch is mixed cannot change the generator's gradient.
+  _assert_tree_matches(grads[0.0]["generator"], grads[1.0]["generator"], "generator gradient")
+  assert any(np.abs(leaf).max() > 0 for leaf in jax.tree.leaves(grads[0.0]["generator"]))
+  with pytest.raises(AssertionError):
+    _assert_tree_matches(grads[0.0]["classifier"], grads[1.0]["classifier"], "classifier gradient")

@@ -15,7 +15,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize(
   "key,value,message",
   [
-    ("method", "mixupp", "Valid choices: adautomix, cutmix, erm, fmix, manifoldmix, mixup, resizemix, saliencymix"),
+    (
+      "method",
+      "mixupp",
+      "Valid choices: adautomix, automix, cutmix, erm, fmix, manifoldmix, mixup, resizemix, saliencymix",
+    ),
     ("loss.dm.mode", "most", "Valid choices: both, less, more"),
     ("loss.dm.eta", 0.1, "needs a mixing method"),
     ("mixup.alpha", 0.0, "config.mixup.alpha = 0.0 must be > 0"),
@@ -90,7 +94,7 @@ def test_config_variants():
     assert smoke.num_epochs == 1 and smoke.data.max_train_examples == 1000
     cutmix = cifar100.get_config("cutmix,e400")
     assert (cutmix.method, cutmix.mixup.alpha, cutmix.num_epochs) == ("cutmix", 0.2, 400)
-    with pytest.raises(ValueError, match="Valid choices: adautomix, erm, mixup, cutmix"):
+    with pytest.raises(ValueError, match="Valid choices: adautomix, automix, erm, mixup, cutmix"):
       cifar100.get_config("fast")
     import cifar100_dm  # noqa: PLC0415
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators, losses
-from adamix_jax.methods.base import Method, Networks
+from adamix_jax.methods.base import Method, Networks, train_pass
 from adamix_jax.models.layers import replay_batch_norm_update
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
@@ -134,13 +134,9 @@ class AdAutoMix(Method):
     images, labels = batch["images"], batch["labels"]
     num = plan.mb_perms.shape[0]
     teacher_params = jax.lax.stop_gradient(state.ema_params)
-    teacher = lambda stats, x: nets.classifier.apply(
-      {"params": teacher_params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
-    )
 
     # Teacher on the clean batch: generator features and the cosine term's logits, from one pass.
-    clean_k, updates = teacher(state.batch_stats["teacher"], images)
-    after_clean = updates["batch_stats"]
+    clean_k, after_clean = train_pass(nets.classifier, teacher_params, state.batch_stats["teacher"], images)
     features = jax.lax.stop_gradient(clean_k.stages[self.config.generator.feature_stage])
     clean_logits_k = jax.lax.stop_gradient(clean_k.logits["mix"])
 
@@ -157,19 +153,18 @@ class AdAutoMix(Method):
     mixed_bb = mix(images, plan.bb_perms, masks_bb)
 
     # Generator side: the frozen teacher on the generator's mixed batch.
-    mixed_k, updates = teacher(after_clean, mixed_mb)
+    mixed_k, after_mixed = train_pass(nets.classifier, teacher_params, after_clean, mixed_mb)
     mixed_logits_k = mixed_k.logits["mix"].astype(jnp.float32)
     loss_mix_k = losses.multi_source_mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
     cosines = cosine_similarity(mixed_logits_k[None], clean_logits_k[plan.mb_perms])  # [N, B]
     similarity = jnp.mean(jnp.sum(plan.mb_lams[:, None] * cosines, axis=0))
     cosine_term = similarity if options.cosine_term == "minimize_similarity" else 1 - similarity
-    teacher_stats = replay_batch_norm_update(state.batch_stats["teacher"], after_clean, updates["batch_stats"], num)
+    teacher_stats = replay_batch_norm_update(state.batch_stats["teacher"], after_clean, after_mixed, num)
 
     # Classifier side: separate BN passes in the original's order (clean, [vanilla N-mix], mixed).
     def classifier(stats, x):
-      variables = {"params": params["classifier"], "batch_stats": stats}
-      output, updates = nets.classifier.apply(variables, x, train=True, mutable=["batch_stats"])
-      return output.logits, updates["batch_stats"]
+      output, stats = train_pass(nets.classifier, params["classifier"], stats, x)
+      return output.logits, stats
 
     clean_logits, stats = classifier(state.batch_stats["classifier"], images)
     loss_one = losses.cross_entropy(clean_logits["one"], labels)

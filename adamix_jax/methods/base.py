@@ -64,3 +64,11 @@ class Method:
       (loss, (new batch_stats {group: tree}, metrics {name: scalar})).
     """
     raise NotImplementedError
+
+
+def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array):
+  """One train-mode pass (batch statistics, running statistics updated): (ClassifierOutput, new batch_stats)."""
+  output, updates = classifier.apply(
+    {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+  )
+  return output, updates["batch_stats"]

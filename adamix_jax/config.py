@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.adautomix = ml_collections.ConfigDict()  # ADAUTOMIX.md A; the defaults are the official CIFAR ones.
   config.adautomix.num_mix = 3  # N, images mixed per sample (2 or more).
+  config.adautomix.random_num = False  # Draw N uniformly from {2, ..., num_mix} every iteration (is_random).
   config.adautomix.beta = 0.3  # Weight of the adversarial CE against the cosine term (beta_radio).
   config.adautomix.mixup_ratio = 0.5  # N >= 3: weight of the vanilla N-mixup term against the clean CE.
   config.adautomix.lam_margin = (

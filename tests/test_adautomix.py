@@ -289,3 +289,25 @@ def test_automix_loss_terms_and_generator_gradient_only_through_the_teacher(tfds
   assert any(np.abs(leaf).max() > 0 for leaf in jax.tree.leaves(grads[0.0]["generator"]))
   with pytest.raises(AssertionError):
     _assert_tree_matches(grads[0.0]["classifier"], grads[1.0]["classifier"], "classifier gradient")
+
+
+def test_random_num_mixes_two_or_three_images_per_iteration(tfds_dir):
+  config = golden_config(tfds_dir, **{"adautomix.num_mix": 3, "adautomix.random_num": True})
+  method = AdAutoMix(config)
+  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
+  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
+  tx = build_optimizer(config, params, steps_per_epoch=1)
+  state = create_train_state(params, batch_stats, tx, jax.random.key(0))
+  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
+  loss_fn = jax.jit(lambda key: method.loss(nets, state.params, state, batch, key))
+  seen = set()
+  for seed in range(8):
+    key = jax.random.key(seed)
+    loss, (_, metrics) = loss_fn(key)
+    num_key, plan_key = jax.random.split(key)
+    num = 2 + int(jax.random.randint(num_key, (), 0, 2))
+    expected, _ = method.loss_with_plan(nets, state.params, state, batch, method.sample_plan(plan_key, 6, num))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert (float(metrics["loss_vmix"]) > 0) == (num == 3)
+    seen.add(num)
+  assert seen == {2, 3}

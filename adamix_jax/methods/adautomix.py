@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators, losses
-from adamix_jax.methods.base import Method, Networks, train_pass
+from adamix_jax.methods.base import Method, Networks, stage_shape, train_pass
 from adamix_jax.models.layers import replay_batch_norm_update
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
@@ -84,16 +84,14 @@ class AdAutoMix(Method):
 
   def build_networks(self, classifier, image_shape) -> Networks:
     """Adds the AdaptiveMask generator sized for the feature map at `config.generator.feature_stage`."""
-    sample = jnp.zeros((1, *image_shape))
-    shapes = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
-    features = shapes.stages[self.config.generator.feature_stage]
+    features = stage_shape(classifier, image_shape, self.config.generator.feature_stage)
     options = self.config.generator
     generator = generators.AdaptiveMask(
-      in_channels=features.shape[-1],
+      in_channels=features[-1],
       reduction=options.reduction,
       lam_concat=options.lam_concat,
       upsample_mode=options.upsample_mode,
-      scale_factor=image_shape[0] // features.shape[1],
+      scale_factor=image_shape[0] // features[1],
       attention_norm=options.attention_norm,
     )
     return Networks(classifier, generator)
@@ -112,12 +110,23 @@ class AdAutoMix(Method):
       batch_stats["generator"] = generator_variables["batch_stats"]
     return params, batch_stats
 
-  def sample_plan(self, key: jax.Array, batch_size: int) -> AdAutoMixPlan:
-    """The plan of one step; tests override this to inject recorded draws."""
-    return sample_plan(key, batch_size, self.config.adautomix.num_mix, self.config.mixup.alpha)
+  def sample_plan(self, key: jax.Array, batch_size: int, num_mix: int | None = None) -> AdAutoMixPlan:
+    """The plan of one step with `num_mix` images (default config.adautomix.num_mix); tests override this."""
+    return sample_plan(key, batch_size, num_mix or self.config.adautomix.num_mix, self.config.mixup.alpha)
 
   def loss(self, nets, params, state, batch, rng):
-    return self.loss_with_plan(nets, params, state, batch, self.sample_plan(rng, batch["labels"].shape[0]))
+    batch_size = batch["labels"].shape[0]
+    if not self.config.adautomix.random_num:
+      return self.loss_with_plan(nets, params, state, batch, self.sample_plan(rng, batch_size))
+    # N uniform in {2, ..., num_mix} each iteration (the original's is_random): one branch per N, each
+    # compiled once; only the drawn one runs.
+    num_key, plan_key = jax.random.split(rng)
+    choices = range(2, self.config.adautomix.num_mix + 1)
+    branches = [
+      lambda p, n=n: self.loss_with_plan(nets, p, state, batch, self.sample_plan(plan_key, batch_size, n))
+      for n in choices
+    ]
+    return jax.lax.switch(jax.random.randint(num_key, (), 0, len(choices)), branches, params)
 
   def _masks(self, nets, params, generator_stats, features, perms, lams):
     """Generator masks [B, H, W, N] for features[perms] and the generator's updated BN statistics (or None)."""
@@ -169,7 +178,7 @@ class AdAutoMix(Method):
     clean_logits, stats = classifier(state.batch_stats["classifier"], images)
     loss_one = losses.cross_entropy(clean_logits["one"], labels)
     bb_labels = labels[plan.bb_perms]
-    metrics = {}
+    metrics = {"loss_vmix": jnp.zeros((), jnp.float32)}
     if num >= 3:
       vanilla_logits, stats = classifier(stats, mix(images, plan.bb_perms, plan.bb_lams))
       loss_vmix = losses.multi_source_mixup_cross_entropy(vanilla_logits["mix"], bb_labels, plan.bb_lams)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from adamix_jax import generators, losses
 from adamix_jax.methods.adautomix import AdAutoMixPlan, mix
-from adamix_jax.methods.base import Method, Networks, train_pass
+from adamix_jax.methods.base import Method, Networks, stage_shape, train_pass
 
 
 def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> AdAutoMixPlan:
@@ -32,15 +32,13 @@ class AutoMix(Method):
   reported = "ema/one"
 
   def build_networks(self, classifier, image_shape) -> Networks:
-    sample = jnp.zeros((1, *image_shape))
-    shapes = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
-    features = shapes.stages[self.config.generator.feature_stage]
+    features = stage_shape(classifier, image_shape, self.config.generator.feature_stage)
     generator = generators.MixBlock(
-      in_channels=features.shape[-1],
+      in_channels=features[-1],
       reduction=self.config.generator.reduction,
       lam_concat=self.config.generator.lam_concat,
       upsample_mode=self.config.generator.upsample_mode,
-      scale_factor=image_shape[0] // features.shape[1],
+      scale_factor=image_shape[0] // features[1],
     )
     return Networks(classifier, generator)
 

@@ -5,11 +5,13 @@ how they build the (mixed) batch and which loss terms they add. A method's `loss
 shard and is differentiated with respect to every parameter group at once (one backward pass).
 """
 
+import abc
 import dataclasses
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from adamix_jax.models import Classifier
 
@@ -22,7 +24,7 @@ class Networks:
   generator: nn.Module | None = None
 
 
-class Method:
+class Method(abc.ABC):
   """Base class. Subclasses set `name`, `head_names` and implement `loss`.
 
   Attributes:
@@ -48,6 +50,7 @@ class Method:
     variables = nets.classifier.init(rng, images, train=False)
     return {"classifier": variables["params"]}, {"classifier": variables["batch_stats"]}
 
+  @abc.abstractmethod
   def loss(
     self, nets: Networks, params: dict, state: Any, batch: dict[str, jax.Array], rng: jax.Array
   ) -> tuple[jax.Array, tuple[dict, dict[str, jax.Array]]]:
@@ -63,7 +66,6 @@ class Method:
     Returns:
       (loss, (new batch_stats {group: tree}, metrics {name: scalar})).
     """
-    raise NotImplementedError
 
 
 def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array):
@@ -72,3 +74,10 @@ def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array):
     {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
   )
   return output, updates["batch_stats"]
+
+
+def stage_shape(classifier: Classifier, image_shape: tuple[int, int, int], stage: int) -> tuple[int, ...]:
+  """Shape [1, h, w, c] of the backbone's output at `stage` for one image of `image_shape` (no compute)."""
+  sample = jnp.zeros((1, *image_shape))
+  output = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
+  return output.stages[stage].shape

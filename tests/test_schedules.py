@@ -26,7 +26,7 @@ def test_cosine_per_epoch_matches_mmcv_formula():
   "step,expected",
   [(0, 0.999), (39_999, 0.999), (40_000, 0.99902445), (200_000, 0.9994995), (300_000, 0.9998527), (400_000, 0.999999)],
 )
-def test_ema_momentum_worked_values(step, expected):
+def test_ema_rate_worked_values(step, expected):
   """ADAUTOMIX.md A.6: CIFAR 800 epochs, T = 400,000; the jump at 0.1 T is the original's."""
   rate = float(schedules.ema_rate(step, 400_000, base=0.999, end=0.999999, adjust_start=0.1))
   assert 1 - rate == pytest.approx(expected, abs=5e-9)

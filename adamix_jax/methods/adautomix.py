@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators, losses
-from adamix_jax.methods.base import Method, Networks, stage_shape, train_pass
+from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, train_pass
 from adamix_jax.models.layers import replay_batch_norm_update
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
@@ -97,18 +97,10 @@ class AdAutoMix(Method):
     return Networks(classifier, generator)
 
   def init_variables(self, nets, rng, images):
-    classifier_key, generator_key = jax.random.split(rng)
-    variables = nets.classifier.init(classifier_key, images, train=False)
-    output = nets.classifier.apply(variables, images, train=False)
     num = self.config.adautomix.num_mix
-    features = jnp.repeat(output.stages[self.config.generator.feature_stage][None], num, axis=0)
-    generator_variables = nets.generator.init(generator_key, features, jnp.full((num,), 1 / num), train=False)
-    params = {"classifier": variables["params"], "generator": generator_variables["params"]}
-    stats = variables["batch_stats"]
-    batch_stats = {"classifier": stats, "teacher": jax.tree.map(jnp.copy, stats)}
-    if "batch_stats" in generator_variables:
-      batch_stats["generator"] = generator_variables["batch_stats"]
-    return params, batch_stats
+    lams = jnp.full((num,), 1 / num)
+    init = lambda key, features: nets.generator.init(key, features, lams, train=False)
+    return init_with_generator(nets, rng, images, self.config.generator.feature_stage, num, init)
 
   def sample_plan(self, key: jax.Array, batch_size: int, num_mix: int | None = None) -> AdAutoMixPlan:
     """The plan of one step with `num_mix` images (default config.adautomix.num_mix); tests override this."""

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from adamix_jax import generators, losses
 from adamix_jax.methods.adautomix import AdAutoMixPlan, mix
-from adamix_jax.methods.base import Method, Networks, stage_shape, train_pass
+from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, train_pass
 
 
 def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> AdAutoMixPlan:
@@ -43,16 +43,8 @@ class AutoMix(Method):
     return Networks(classifier, generator)
 
   def init_variables(self, nets, rng, images):
-    classifier_key, generator_key = jax.random.split(rng)
-    variables = nets.classifier.init(classifier_key, images, train=False)
-    output = nets.classifier.apply(variables, images, train=False)
-    features = jnp.repeat(output.stages[self.config.generator.feature_stage][None], 2, axis=0)
-    generator_params = nets.generator.init(generator_key, features, jnp.float32(0.5))["params"]
-    stats = variables["batch_stats"]
-    return (
-      {"classifier": variables["params"], "generator": generator_params},
-      {"classifier": stats, "teacher": jax.tree.map(jnp.copy, stats)},
-    )
+    init = lambda key, features: nets.generator.init(key, features, jnp.float32(0.5))
+    return init_with_generator(nets, rng, images, self.config.generator.feature_stage, 2, init)
 
   def sample_plan(self, key: jax.Array, batch_size: int) -> AdAutoMixPlan:
     return sample_plan(key, batch_size, self.config.mixup.alpha)

@@ -81,3 +81,24 @@ def stage_shape(classifier: Classifier, image_shape: tuple[int, int, int], stage
   sample = jnp.zeros((1, *image_shape))
   output = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
   return output.stages[stage].shape
+
+
+def init_with_generator(
+  nets: Networks, rng: jax.Array, images: jax.Array, feature_stage: int, num_images: int, init_generator
+):
+  """Initial (params, batch_stats) of a method with an EMA teacher and a mask generator.
+
+  The teacher's BN statistics start as a copy of the classifier's; the generator is initialised by
+  `init_generator(key, features [num_images, B, h, w, c])` on the classifier's `feature_stage` output.
+  """
+  classifier_key, generator_key = jax.random.split(rng)
+  variables = nets.classifier.init(classifier_key, images, train=False)
+  output = nets.classifier.apply(variables, images, train=False)
+  features = jnp.repeat(output.stages[feature_stage][None], num_images, axis=0)
+  generator_variables = init_generator(generator_key, features)
+  stats = variables["batch_stats"]
+  params = {"classifier": variables["params"], "generator": generator_variables["params"]}
+  batch_stats = {"classifier": stats, "teacher": jax.tree.map(jnp.copy, stats)}
+  if "batch_stats" in generator_variables:
+    batch_stats["generator"] = generator_variables["batch_stats"]
+  return params, batch_stats

@@ -4,10 +4,12 @@ Config files in `configs/` call `base_config()` and change what their setting ne
 documented where it is defined; `--config.KEY=VALUE` overrides any of them from the command line.
 """
 
+import os
+
 import ml_collections
 
 from adamix_jax import methods, models
-from adamix_jax.data import datasets
+from adamix_jax.data import augment, datasets
 
 
 class ConfigError(ValueError):
@@ -28,7 +30,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.name = "cifar100"  # One of adamix_jax.data.datasets.DATASETS.
   config.data.data_dir = ""  # Where tfds keeps prepared data; "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
   config.data.download = True  # Download and prepare a missing dataset when the network allows.
-  config.data.crop_padding = 4  # Random crop to the image size after reflect padding by this many pixels.
+  config.data.augment = "crop_flip"  # Training crop: "crop_flip" (CIFAR) or "random_resized_crop" (ImageNet).
+  config.data.crop_padding = 4  # crop_flip: random crop to the image size after reflect padding by this much.
+  config.data.crop_scale = (0.08, 1.0)  # random_resized_crop: range of the crop's share of the image area.
+  config.data.image_size = 0  # Side of the square model input; 0: the dataset's own (fixed-size datasets).
+  config.data.resize_method = "bilinear"  # "bilinear" or "bicubic", for random_resized_crop and evaluation.
+  config.data.eval_resize = 0  # Evaluation: shorter side resized to this, then centre crop (0: image_size).
   config.data.flip = True  # Random horizontal flip.
   config.data.max_train_examples = 0  # Use only the first N training examples (0: all). For smoke runs.
   config.data.max_eval_examples = 0  # Evaluate only the first N test examples (0: all).
@@ -39,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.name = "cifar_resnet18"  # One of adamix_jax.models.BACKBONES.
   config.model.width = 0  # Base channel count; 0: the architecture's published width.
   config.model.init = "official"  # "official" (ADAUTOMIX.md A.1) or "flax" (Flax's defaults).
+  config.model.pretrained = ""  # .npz of torchvision ResNet weights for the backbone (models/pretrained.py).
   config.model.sync_batch_norm = False  # Normalise with statistics of the global batch, not each device's.
   config.model.dtype = "float32"  # Compute dtype; parameters stay float32.
 
@@ -48,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 1e-4  # Coupled L2, added to the gradient as PyTorch SGD does.
+  config.optimizer.generator = ml_collections.ConfigDict()  # The mask generator's own schedule (paramwise lr).
+  config.optimizer.generator.lr = 0.0  # 0: the generator follows the classifier's lr and min_lr.
+  config.optimizer.generator.min_lr = 0.0  # Floor of the generator's cosine when its lr is set.
 
   config.mixup = ml_collections.ConfigDict()  # The static mixups (adamix_jax.mixing).
   config.mixup.alpha = 1.0  # lambda ~ Beta(alpha, alpha).
@@ -107,6 +118,16 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def random_resized_crop_recipe(
+  config: ml_collections.ConfigDict, image_size: int, eval_resize: int = 0, resize_method: str = "bilinear"
+) -> None:
+  """The ImageNet-style data recipe: RandomResizedCrop + flip for training, resize + centre crop to evaluate."""
+  config.data.augment = "random_resized_crop"
+  config.data.image_size = image_size
+  config.data.eval_resize = eval_resize
+  config.data.resize_method = resize_method
+
+
 def _positive(config, *keys, allow_zero=False):
   for key in keys:
     value = _get(config, key)
@@ -132,6 +153,31 @@ def reported_head(config: ml_collections.ConfigDict) -> str:
   return methods.METHODS[config.method].reported if config.eval.report == "auto" else config.eval.report
 
 
+def _validate_data(config: ml_collections.ConfigDict) -> None:
+  spec = datasets.DATASETS[config.data.name]
+  _choice(config.data.augment, augment.AUGMENTATIONS, "data.augment")
+  _choice(config.data.resize_method, augment.RESIZE_METHODS, "data.resize_method")
+  _positive(config, "data.image_size", "data.eval_resize", allow_zero=True)
+  if spec.image_size == 0 and config.data.image_size == 0:
+    raise ConfigError(
+      f"The images of config.data.name = {config.data.name!r} vary in size: set config.data.image_size "
+      "(the side of the model's square input, e.g. 224) and config.data.augment = 'random_resized_crop'."
+    )
+  size = config.data.image_size or spec.image_size
+  if config.data.augment == "crop_flip" and size != spec.image_size:
+    raise ConfigError(
+      f"config.data.augment = 'crop_flip' keeps the images' own size ({spec.image_size or 'varying'}), but "
+      f"config.data.image_size = {config.data.image_size}. Use 'random_resized_crop', or image_size 0."
+    )
+  low, high = config.data.crop_scale
+  if not 0 < low <= high <= 1:
+    raise ConfigError(f"config.data.crop_scale = {(low, high)} must satisfy 0 < low <= high <= 1.")
+  if config.data.eval_resize and config.data.eval_resize < size:
+    raise ConfigError(
+      f"config.data.eval_resize = {config.data.eval_resize} is smaller than the {size}-pixel centre crop."
+    )
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Rejects impossible values before anything is built or compiled.
 
@@ -147,15 +193,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _choice(config.model.name, models.BACKBONES, "model.name")
   _choice(config.model.init, models.INITS, "model.init")
   _choice(config.model.dtype, ("float32", "bfloat16", "float16"), "model.dtype")
+  if config.model.pretrained and not os.path.isfile(config.model.pretrained):
+    raise ConfigError(
+      f"config.model.pretrained = {config.model.pretrained!r} is not a file. Give the .npz of torchvision "
+      "weights (adamix_jax/models/pretrained.py says how to convert a .pth), or '' to train from scratch."
+    )
   _positive(config, "num_epochs", "batch_size", "eval_batch_size", "optimizer.lr", "eval.every_epochs")
   _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps")
   _positive(config, "optimizer.min_lr", "optimizer.weight_decay", "optimizer.momentum", allow_zero=True)
   _positive(config, "data.crop_padding", "data.max_train_examples", "data.max_eval_examples", allow_zero=True)
+  _validate_data(config)
   _positive(config, "checkpoint.every_steps", "model.width", "num_devices", "data.shuffle_buffer", allow_zero=True)
-  if config.optimizer.min_lr > config.optimizer.lr:
-    raise ConfigError(
-      f"config.optimizer.min_lr = {config.optimizer.min_lr} exceeds config.optimizer.lr = {config.optimizer.lr}."
-    )
+  _positive(config, "optimizer.generator.lr", "optimizer.generator.min_lr", allow_zero=True)
+  for prefix in ("optimizer", "optimizer.generator"):
+    lr, min_lr = _get(config, f"{prefix}.lr"), _get(config, f"{prefix}.min_lr")
+    if min_lr > lr and (prefix == "optimizer" or lr > 0):
+      raise ConfigError(f"config.{prefix}.min_lr = {min_lr} exceeds config.{prefix}.lr = {lr}.")
   for key in ("ema.momentum", "ema.end_momentum", "ema.adjust_start"):
     if not 0.0 <= _get(config, key) <= 1.0:
       raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")

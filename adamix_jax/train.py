@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 from adamix_jax import config as config_lib
 from adamix_jax import data, methods, models, step
 from adamix_jax.checkpointing import Checkpoints
+from adamix_jax.models import pretrained as pretrained_lib
 from adamix_jax.reporting import MetricWriter, Progress
 from adamix_jax.train_state import TrainState, build_optimizer, create_train_state
 
@@ -75,11 +76,19 @@ def build(
   nets = method.build_networks(classifier, info.image_shape)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   sample = np.zeros((1, *info.image_shape), np.float32)
-  abstract_params, _ = jax.eval_shape(lambda: method.init_variables(nets, init_rng, sample))
+  abstract_params, abstract_stats = jax.eval_shape(lambda: method.init_variables(nets, init_rng, sample))
   tx = build_optimizer(config, abstract_params, steps_per_epoch(config, info))
+  pretrained = None
+  if config.model.pretrained:
+    backbone_stats = abstract_stats["classifier"]["backbone"]
+    pretrained = pretrained_lib.load_torchvision(
+      config.model.pretrained, abstract_params["classifier"]["backbone"], backbone_stats
+    )
 
   def init():
     params, batch_stats = method.init_variables(nets, init_rng, sample)
+    if pretrained is not None:
+      params, batch_stats = pretrained_lib.replace_backbone(params, batch_stats, *pretrained)
     return create_train_state(params, batch_stats, tx, step_rng)
 
   state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))()

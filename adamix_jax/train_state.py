@@ -55,13 +55,17 @@ def build_optimizer(
 ) -> optax.GradientTransformation:
   """One optimiser, partitioned by the top-level parameter group (`classifier`, `generator`).
 
-  Each group gets its own SGD with a per-epoch cosine learning rate. The generator group reads
-  `config.optimizer.generator` when a method defines it, and shares the classifier's settings otherwise.
+  Each group gets its own SGD with a per-epoch cosine learning rate. The generator's lr and floor are
+  `config.optimizer.generator.{lr, min_lr}` when its lr is set (> 0), the classifier's otherwise;
+  momentum, Nesterov and weight decay are the classifier's (as OpenMixup's `paramwise_options`).
   """
   transforms = {}
   for group in params:
-    options = config.optimizer.get(group, config.optimizer) if group != "classifier" else config.optimizer
-    schedule = schedules.cosine_per_epoch(options.lr, options.min_lr, steps_per_epoch, config.num_epochs)
+    options = config.optimizer
+    lr, min_lr = options.lr, options.min_lr
+    if group == "generator" and options.generator.lr > 0:
+      lr, min_lr = options.generator.lr, options.generator.min_lr
+    schedule = schedules.cosine_per_epoch(lr, min_lr, steps_per_epoch, config.num_epochs)
     transforms[group] = sgd(
       schedule, momentum=options.momentum, nesterov=options.nesterov, weight_decay=options.weight_decay
     )

@@ -4,7 +4,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -54,9 +53,7 @@ def test_optimizer_is_pytorch_sgd_with_per_group_learning_rates():
   config = base_config()
   config.num_epochs = 4
   config.optimizer.lr, config.optimizer.min_lr, config.optimizer.weight_decay = 0.1, 0.01, 1e-2
-  config.optimizer.generator = ml_collections.ConfigDict(
-    dict(lr=0.5, min_lr=0.0, momentum=0.0, nesterov=False, weight_decay=0.0)
-  )
+  config.optimizer.generator.lr, config.optimizer.generator.min_lr = 0.5, 0.0  # Momentum and decay: shared.
   params = {"classifier": {"w": jnp.array([1.0, -2.0])}, "generator": {"v": jnp.array([3.0])}}
   tx = build_optimizer(config, params, steps_per_epoch=2)
   state = tx.init(params)
@@ -70,6 +67,6 @@ def test_optimizer_is_pytorch_sgd_with_per_group_learning_rates():
   lr_c = [0.01 + 0.09 * (1 + math.cos(math.pi * (s // 2) / 4)) / 2 for s in range(6)]
   lr_g = [0.5 * (1 + math.cos(math.pi * (s // 2) / 4)) / 2 for s in range(6)]
   expected_w = _torch_sgd_reference(np.array([1.0, -2.0]), [g["classifier"]["w"] for g in grads_seq], lr_c, 0.9, 1e-2)
-  expected_v = _torch_sgd_reference(np.array([3.0]), [g["generator"]["v"] for g in grads_seq], lr_g, 0.0, 0.0)
+  expected_v = _torch_sgd_reference(np.array([3.0]), [g["generator"]["v"] for g in grads_seq], lr_g, 0.9, 1e-2)
   np.testing.assert_allclose(current["classifier"]["w"], expected_w, rtol=1e-5)
   np.testing.assert_allclose(current["generator"]["v"], expected_v, rtol=1e-5)

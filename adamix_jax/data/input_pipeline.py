@@ -9,6 +9,7 @@ would. Images stay uint8 on the host (four times less to copy) and are normalise
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import socket
 import urllib.parse
@@ -20,7 +21,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from adamix_jax.data import fashion_mnist_subset  # noqa: F401  (registers the embedded builder)
+from adamix_jax.data import (
+  augment,
+  fashion_mnist_subset,  # noqa: F401  (registers the embedded builder)
+  image_folder,
+)
 from adamix_jax.data.datasets import DATASETS, DatasetSpec
 
 # TensorFlow only feeds the host pipeline: keep it off the accelerators JAX uses.
@@ -60,6 +65,12 @@ def _data_dir(config: ml_collections.ConfigDict) -> str | None:
   return config.data.data_dir or os.environ.get("TFDS_DATA_DIR") or None
 
 
+def _folder_root(config: ml_collections.ConfigDict) -> str:
+  """DATA_DIR/<name> of an image-folder dataset (DATA_DIR defaults as tfds's: ~/tensorflow_datasets)."""
+  base = _data_dir(config) or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+  return os.path.join(base, DATASETS[config.data.name].name)
+
+
 def _reachable(url: str, timeout: float = 3.0) -> bool:
   """Whether a TCP connection to `url`'s host opens within `timeout` seconds (DNS included)."""
   parsed = urllib.parse.urlparse(url)
@@ -78,6 +89,14 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
     pool.shutdown(wait=False)
 
 
+def _not_prepared(spec: DatasetSpec, where: str, reason: str, data_dir: str) -> DataNotPreparedError:
+  return DataNotPreparedError(
+    f"Dataset {spec.name!r} is not prepared in {where} ({reason}).\n"
+    f"{spec.prepare_hint.replace('DIR', data_dir)}\n"
+    "Point config.data.data_dir (or TFDS_DATA_DIR) at the directory that holds the prepared data."
+  )
+
+
 def prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The tfds builder of `config.data.name`, prepared.
 
@@ -90,7 +109,7 @@ def prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuil
     DataNotPreparedError: the data is missing and cannot be fetched now.
   """
   spec: DatasetSpec = DATASETS[config.data.name]
-  builder = tfds.builder(spec.tfds_name, data_dir=_data_dir(config))
+  builder = tfds.builder(spec.name, data_dir=_data_dir(config))
   if builder.is_prepared():
     return builder
   if spec.embedded:
@@ -105,11 +124,31 @@ def prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuil
     if not config.data.download
     else f"{urls[0] if urls else 'its source'} cannot be reached"
   )
-  raise DataNotPreparedError(
-    f"Dataset {spec.tfds_name!r} is not prepared in {builder.data_dir} and {reason}.\n"
-    f"{spec.prepare_hint.replace('DIR', os.path.dirname(os.path.dirname(builder.data_dir)))}\n"
-    "Point config.data.data_dir (or TFDS_DATA_DIR) at the directory that holds the prepared data."
-  )
+  raise _not_prepared(spec, builder.data_dir, reason, os.path.dirname(os.path.dirname(builder.data_dir)))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_folder_split(root: str, split: str, classes: tuple[str, ...] | None) -> image_folder.FolderSplit:
+  return image_folder.list_split(root, split, classes)
+
+
+def _folder_split(config: ml_collections.ConfigDict, split: str) -> image_folder.FolderSplit:
+  """The files of an image-folder split, labelled by the training split's classes.
+
+  Raises:
+    DataNotPreparedError: the folder is missing or not laid out as <split>/<class>/<image>.
+  """
+  spec, root = DATASETS[config.data.name], _folder_root(config)
+  try:
+    classes = image_folder.class_names(root, spec.train_split)
+    return _cached_folder_split(root, split, classes)
+  except image_folder.FolderLayoutError as error:
+    raise _not_prepared(spec, root, str(error), os.path.dirname(root)) from error
+
+
+def _encoded(spec: DatasetSpec) -> bool:
+  """Whether the source yields encoded image bytes (decoded in the augmentation) rather than uint8 arrays."""
+  return spec.source == "image_folder" or spec.image_size == 0
 
 
 def _split(base: str, limit: int) -> str:
@@ -117,37 +156,44 @@ def _split(base: str, limit: int) -> str:
 
 
 def data_info(config: ml_collections.ConfigDict) -> DataInfo:
-  """Reads shapes, classes and split sizes from the prepared dataset's info."""
+  """Reads classes and split sizes from the prepared dataset; the image shape is the one the model sees."""
   spec = DATASETS[config.data.name]
-  info = prepared_builder(config).info
-  image, label = (info.features[key] for key in info.supervised_keys)
-  return DataInfo(
-    num_classes=label.num_classes,
-    image_shape=tuple(image.shape),
-    num_train=info.splits[_split(spec.train_split, config.data.max_train_examples)].num_examples,
-    num_eval=info.splits[_split(spec.eval_split, config.data.max_eval_examples)].num_examples,
-    mean=spec.mean,
-    std=spec.std,
-  )
+  if spec.source == "image_folder":
+    train, test = _folder_split(config, spec.train_split), _folder_split(config, spec.eval_split)
+    num_classes, channels = len(train.classes), 3
+    limit = lambda n, cap: min(n, cap) if cap else n
+    num_train = limit(len(train.paths), config.data.max_train_examples)
+    num_eval = limit(len(test.paths), config.data.max_eval_examples)
+  else:
+    info = prepared_builder(config).info
+    image, label = (info.features[key] for key in info.supervised_keys)
+    num_classes, channels = label.num_classes, image.shape[-1]
+    num_train = info.splits[_split(spec.train_split, config.data.max_train_examples)].num_examples
+    num_eval = info.splits[_split(spec.eval_split, config.data.max_eval_examples)].num_examples
+  size = config.data.image_size or spec.image_size
+  return DataInfo(num_classes, (size, size, channels), num_train, num_eval, spec.mean, spec.std)
 
 
-def _load(config, split: str, process_index: int, process_count: int) -> tf.data.Dataset:
-  """The process's slice of `split` as (image uint8 [H, W, C], label int32), in a fixed order."""
-  process_split = tfds.even_splits(split, n=process_count)[process_index]
-  ds = prepared_builder(config).as_dataset(split=process_split, as_supervised=True, shuffle_files=False)
-  ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+def _load(config, split: str, limit: int, process_index: int, process_count: int) -> tf.data.Dataset:
+  """The process's slice of the first `limit` (0: all) examples of `split` as (image, label int32).
+
+  Images are uint8 [H, W, C] for fixed-size tfds datasets and encoded bytes otherwise; the order is fixed.
+  """
+  spec = DATASETS[config.data.name]
+  if spec.source == "image_folder":
+    files = _folder_split(config, split)
+    count = min(len(files.paths), limit) if limit else len(files.paths)
+    start, stop = (count * process_index // process_count, count * (process_index + 1) // process_count)
+    ds = tf.data.Dataset.from_tensor_slices((list(files.paths[start:stop]), files.labels[start:stop]))
+    ds = ds.map(lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    process_split = tfds.even_splits(_split(split, limit), n=process_count)[process_index]
+    decoders = {"image": tfds.decode.SkipDecoding()} if _encoded(spec) else None
+    ds = prepared_builder(config).as_dataset(
+      split=process_split, as_supervised=True, shuffle_files=False, decoders=decoders
+    )
+    ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.cache() if config.data.cache else ds
-
-
-def _augment(image: tf.Tensor, seed: tf.Tensor, padding: int, flip: bool) -> tf.Tensor:
-  """Random crop after reflect padding, then a random horizontal flip, from a stateless seed [2]."""
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  if padding:
-    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
-    image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
-  if flip:
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-  return image
 
 
 def num_eval_batches(info: DataInfo, config: ml_collections.ConfigDict, process_count: int = 1) -> int:
@@ -169,8 +215,9 @@ class InputPipeline:
   ):
     self.config, self.info, self.process_count = config, info, process_count
     spec = DATASETS[config.data.name]
-    self._train = _load(config, _split(spec.train_split, config.data.max_train_examples), process_index, process_count)
-    self._eval = _load(config, _split(spec.eval_split, config.data.max_eval_examples), process_index, process_count)
+    self._encoded = _encoded(spec)
+    self._train = _load(config, spec.train_split, config.data.max_train_examples, process_index, process_count)
+    self._eval = _load(config, spec.eval_split, config.data.max_eval_examples, process_index, process_count)
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The process's training batches of one epoch, from batch `start_batch` on.
@@ -188,12 +235,14 @@ class InputPipeline:
     ds = self._train.shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False).enumerate()
     ds = ds.skip(start_batch * local_batch)
 
-    def augment(index, example):
+    size = self.info.image_shape[0]
+
+    def preprocess(index, example):
       image, label = example
       seed = tf.stack([tf.constant(config.seed, tf.int64) * 100_003 + epoch, index])
-      return _augment(image, seed, config.data.crop_padding, config.data.flip), label
+      return augment.train_image(image, seed, config.data, size, self._encoded), label
 
-    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     for images, labels in ds.as_numpy_iterator():
       yield {"images": images, "labels": labels}
@@ -205,9 +254,17 @@ class InputPipeline:
       {"images": uint8 [b, H, W, C], "labels": int32 [b], "mask": bool [b]}; mask is False on padding.
       Every process yields the same number of batches (`num_eval_batches`).
     """
-    local_batch = self.config.eval_batch_size // self.process_count
-    ds = self._eval.map(lambda image, label: (image, label, True))
-    total = num_eval_batches(self.info, self.config, self.process_count) * local_batch
+    config, size = self.config, self.info.image_shape[0]
+    local_batch = config.eval_batch_size // self.process_count
+    if self._encoded or config.data.image_size:
+      resize_to, method = config.data.eval_resize or size, config.data.resize_method
+      ds = self._eval.map(
+        lambda image, label: (augment.eval_image(image, size, resize_to, method, self._encoded), label, True),
+        num_parallel_calls=tf.data.AUTOTUNE,
+      )
+    else:
+      ds = self._eval.map(lambda image, label: (image, label, True))
+    total = num_eval_batches(self.info, config, self.process_count) * local_batch
     padding = tf.data.Dataset.from_tensors((tf.zeros(self.info.image_shape, tf.uint8), 0, False))
     ds = ds.concatenate(padding.repeat()).take(total)
     for images, labels, mask in ds.batch(local_batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():

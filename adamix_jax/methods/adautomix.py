@@ -170,7 +170,7 @@ class AdAutoMix(Method):
     clean_logits, stats = classifier(state.batch_stats["classifier"], images)
     loss_one = losses.cross_entropy(clean_logits["one"], labels)
     bb_labels = labels[plan.bb_perms]
-    metrics = {"loss_vmix": jnp.zeros((), jnp.float32)}
+    metrics = {"loss_vmix": jnp.zeros_like(loss_one)}  # Device-varying like the N >= 3 value (lax.switch).
     if num >= 3:
       vanilla_logits, stats = classifier(stats, mix(images, plan.bb_perms, plan.bb_lams))
       loss_vmix = losses.multi_source_mixup_cross_entropy(vanilla_logits["mix"], bb_labels, plan.bb_lams)

@@ -33,6 +33,10 @@ BACKBONES: dict[str, tuple[int, Callable]] = {
   "resnet18": (64, lambda w: _resnet(BasicBlock, (2, 2, 2, 2), "imagenet", w)),
   "resnet34": (64, lambda w: _resnet(BasicBlock, (3, 4, 6, 3), "imagenet", w)),
   "resnet50": (64, lambda w: _resnet(Bottleneck, (3, 4, 6, 3), "imagenet", w)),
+  "resnext50_32x4d": (
+    64,
+    lambda w: _resnet(Bottleneck, (3, 4, 6, 3), "imagenet", w, groups=32, width_per_group=4),
+  ),
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}

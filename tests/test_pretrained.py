@@ -1,0 +1,127 @@
+"""torchvision weights -> our backbones: checked against an independent NCHW forward of torchvision's ResNet."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from adamix_jax.models import pretrained
+from adamix_jax.models.resnet import BasicBlock, Bottleneck, ResNet
+
+
+def _torchvision_state(rng, bottleneck: bool, stage_sizes, width: int, groups: int, width_per_group: int):
+  """A random state dict with torchvision's keys and shapes (OIHW convolutions), written from its layout."""
+  state = {}
+
+  def conv(key, out_channels, in_channels, k):
+    state[key] = rng.normal(0, np.sqrt(2 / (in_channels * k * k)), (out_channels, in_channels, k, k))
+
+  def bn(key, channels):
+    state[f"{key}.weight"] = rng.uniform(0.5, 1.5, channels)
+    state[f"{key}.bias"] = rng.normal(0, 0.1, channels)
+    state[f"{key}.running_mean"] = rng.normal(0, 0.1, channels)
+    state[f"{key}.running_var"] = rng.uniform(0.5, 1.5, channels)
+    state[f"{key}.num_batches_tracked"] = np.array(7)
+
+  conv("conv1.weight", width, 3, 7)
+  bn("bn1", width)
+  inplanes, expansion = width, 4 if bottleneck else 1
+  for stage, blocks in enumerate(stage_sizes, start=1):
+    planes = width * 2 ** (stage - 1)
+    for index in range(blocks):
+      prefix = f"layer{stage}.{index}"
+      stride = 2 if stage > 1 and index == 0 else 1
+      if bottleneck:
+        mid = int(planes * width_per_group / 64) * groups
+        conv(f"{prefix}.conv1.weight", mid, inplanes, 1)
+        conv(f"{prefix}.conv2.weight", mid, mid // groups, 3)
+        conv(f"{prefix}.conv3.weight", planes * 4, mid, 1)
+        for number, channels in ((1, mid), (2, mid), (3, planes * 4)):
+          bn(f"{prefix}.bn{number}", channels)
+      else:
+        conv(f"{prefix}.conv1.weight", planes, inplanes, 3)
+        conv(f"{prefix}.conv2.weight", planes, planes, 3)
+        bn(f"{prefix}.bn1", planes)
+        bn(f"{prefix}.bn2", planes)
+      if stride != 1 or inplanes != planes * expansion:
+        conv(f"{prefix}.downsample.0.weight", planes * expansion, inplanes, 1)
+        bn(f"{prefix}.downsample.1", planes * expansion)
+      inplanes = planes * expansion
+  state["fc.weight"] = rng.normal(size=(10, inplanes))
+  state["fc.bias"] = rng.normal(size=10)
+  return {key: np.asarray(value, np.float32 if value.ndim else np.int64) for key, value in state.items()}
+
+
+def _torchvision_forward(state, x, bottleneck: bool, stage_sizes, groups: int):
+  """torchvision's ResNet.forward up to layer4, eval mode, in NCHW / OIHW as PyTorch computes it."""
+
+  def conv(x, key, stride=1, feature_groups=1):
+    weight = state[key]
+    pad = weight.shape[-1] // 2
+    return lax.conv_general_dilated(
+      x, weight, (stride, stride), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"),
+      feature_group_count=feature_groups, precision=lax.Precision.HIGHEST,
+    )  # fmt: skip
+
+  def bn(x, key):
+    scale = state[f"{key}.weight"] / np.sqrt(state[f"{key}.running_var"] + 1e-5)
+    shift = state[f"{key}.bias"] - state[f"{key}.running_mean"] * scale
+    return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+  x = jax.nn.relu(bn(conv(x, "conv1.weight", 2), "bn1"))
+  x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 3, 3), (1, 1, 2, 2), [(0, 0), (0, 0), (1, 1), (1, 1)])
+  for stage, blocks in enumerate(stage_sizes, start=1):
+    for index in range(blocks):
+      prefix, stride = f"layer{stage}.{index}", 2 if stage > 1 and index == 0 else 1
+      if bottleneck:
+        y = jax.nn.relu(bn(conv(x, f"{prefix}.conv1.weight"), f"{prefix}.bn1"))
+        y = jax.nn.relu(bn(conv(y, f"{prefix}.conv2.weight", stride, groups), f"{prefix}.bn2"))
+        y = bn(conv(y, f"{prefix}.conv3.weight"), f"{prefix}.bn3")
+      else:
+        y = jax.nn.relu(bn(conv(x, f"{prefix}.conv1.weight", stride), f"{prefix}.bn1"))
+        y = bn(conv(y, f"{prefix}.conv2.weight"), f"{prefix}.bn2")
+      if f"{prefix}.downsample.0.weight" in state:
+        x = bn(conv(x, f"{prefix}.downsample.0.weight", stride), f"{prefix}.downsample.1")
+      x = jax.nn.relu(x + y)
+  return x
+
+
+@pytest.mark.parametrize(
+  "bottleneck,stage_sizes,width,groups,width_per_group",
+  [(False, (2, 2, 2, 2), 8, 1, 64), (True, (2, 1, 1, 1), 16, 4, 4)],
+  ids=["resnet18_layout", "resnext_layout"],
+)
+def test_loaded_backbone_computes_what_torchvision_computes(
+  tmp_path, bottleneck, stage_sizes, width, groups, width_per_group
+):
+  rng = np.random.default_rng(0)
+  state = _torchvision_state(rng, bottleneck, stage_sizes, width, groups, width_per_group)
+  path = str(tmp_path / "weights.npz")
+  np.savez(path, **state)
+  block = Bottleneck if bottleneck else BasicBlock
+  extra = dict(groups=groups, width_per_group=width_per_group) if bottleneck else {}
+  model = ResNet(block, stage_sizes, "imagenet", width, **extra)
+  images = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
+  variables = model.init(jax.random.key(0), images, train=False)
+  params, stats = pretrained.load_torchvision(path, variables["params"], variables["batch_stats"])
+  with jax.default_matmul_precision("highest"):
+    ours = model.apply({"params": params, "batch_stats": stats}, images, train=False)[-1]
+  reference = _torchvision_forward(state, images.transpose(0, 3, 1, 2), bottleneck, stage_sizes, groups)
+  np.testing.assert_allclose(ours, np.asarray(reference).transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_mismatched_weights_are_named(tmp_path):
+  rng = np.random.default_rng(0)
+  state = _torchvision_state(rng, False, (2, 2, 2, 2), 8, 1, 64)
+  model = ResNet(BasicBlock, (2, 2, 2, 2), "imagenet", 16)
+  variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)), train=False)
+  np.savez(tmp_path / "narrow.npz", **state)
+  with pytest.raises(pretrained.PretrainedMismatchError, match=r"conv1.weight \(8, 3, 7, 7\) -> stem_conv/kernel"):
+    pretrained.load_torchvision(str(tmp_path / "narrow.npz"), variables["params"], variables["batch_stats"])
+  model = ResNet(BasicBlock, (2, 2, 2, 2), "imagenet", 8)
+  variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)), train=False)
+  del state["layer4.1.bn2.running_var"]
+  np.savez(tmp_path / "partial.npz", **state)
+  with pytest.raises(pretrained.PretrainedMismatchError, match="stage4_block2/BatchNorm_1/var"):
+    pretrained.load_torchvision(str(tmp_path / "partial.npz"), variables["params"], variables["batch_stats"])

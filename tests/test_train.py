@@ -71,3 +71,20 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tfds_dir
   restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(max(steps)), "state"))
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored["params"]))
   assert math.isfinite(_records(workdir, "train")[-1]["metrics"]["loss"])
+
+
+@pytest.mark.parametrize("method", ["erm", "adautomix"])
+def test_training_and_evaluation_steps_compile_once(tfds_dir, tmp_path, monkeypatch, method):
+  compiled = {}
+  for name in ("make_train_step", "make_eval_step"):
+    original = getattr(train.step, name)
+
+    def capture(*args, _name=name, _original=original, **kwargs):
+      compiled[_name] = _original(*args, **kwargs)
+      return compiled[_name]
+
+    monkeypatch.setattr(train.step, name, capture)
+  # 2 epochs of 10 steps and 3 evaluations of batches 40, 40, 20 + padding: no retracing anywhere.
+  train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=2, method=method), str(tmp_path))
+  assert compiled["make_train_step"]._cache_size() == 1
+  assert compiled["make_eval_step"]._cache_size() == 1

@@ -1,0 +1,287 @@
+"""Training-step speed of every method side by side, in one process, on the same model, batch and inputs.
+
+    python -m adamix_jax.benchmark --preset cpu --out runs/bench_cpu
+    python -m adamix_jax.benchmark --preset accelerator --out runs/bench_gpu [--dtype bfloat16]
+
+For each method (ERM, MixUp, MixUp+DM, CutMix, AutoMix, AdAutoMix N=2 and N=3) it builds the real jitted
+step of `adamix_jax.step`, compiles it once (timed), runs warm-up steps, then times each step to
+completion: median, spread (10th-90th percentile), images/s, and the ratio to ERM's median measured in the
+same run. Memory is XLA's estimate for the compiled step (arguments + outputs - donated + temporaries)
+and, where the backend reports it, the device's peak. Then the input pipeline alone (images/s of the real
+tf.data pipeline) and the fraction of the training loop spent waiting for data: the loop of `train.py`
+(dispatch step t + 1 before reading step t's metrics) over real batches, timing the wait for each batch.
+
+Output: OUT/benchmark.json and OUT/benchmark.md (the table), also printed. Inputs are the embedded
+Fashion-MNIST subset through the real pipeline, RandomResizedCrop to 32x32 (CIFAR's size), so nothing is
+downloaded.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from adamix_jax import config as config_lib
+from adamix_jax import data, step, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """What to measure: the backbone at `width`, each batch size, and how many steps to time."""
+
+  width: int
+  batch_sizes: tuple[int, ...]
+  warmup_steps: int
+  timed_steps: int
+  loop_steps: int  # Steps of the data-wait measurement.
+  pipeline_batches: int
+
+
+PRESETS = {
+  "cpu": Preset(width=16, batch_sizes=(100,), warmup_steps=2, timed_steps=10, loop_steps=20, pipeline_batches=50),
+  "accelerator": Preset(
+    width=0, batch_sizes=(100, 256), warmup_steps=5, timed_steps=50, loop_steps=100, pipeline_batches=100
+  ),
+  "tiny": Preset(width=4, batch_sizes=(16,), warmup_steps=1, timed_steps=2, loop_steps=3, pipeline_batches=3),
+}
+
+# name -> config overrides on top of the base.
+METHODS = {
+  "erm": {"method": "erm"},
+  "mixup": {"method": "mixup"},
+  "mixup+dm": {"method": "mixup", "loss.dm.eta": 0.1},
+  "cutmix": {"method": "cutmix"},
+  "automix": {"method": "automix"},
+  "adautomix_n2": {"method": "adautomix", "adautomix.num_mix": 2},
+  "adautomix_n3": {"method": "adautomix", "adautomix.num_mix": 3},
+}
+
+
+def _set(config, key: str, value) -> None:
+  node = config
+  *parents, leaf = key.split(".")
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value
+
+
+def benchmark_config(preset: Preset, batch_size: int, dtype: str, data_dir: str, overrides: dict):
+  """The benchmarked run: CIFAR ResNet-18 on the embedded dataset at 32x32, one method's settings."""
+  config = config_lib.base_config()
+  config.data.name = "fashion_mnist_subset"
+  config.data.data_dir = data_dir
+  config_lib.random_resized_crop_recipe(config, image_size=32)
+  config.model.name, config.model.width, config.model.dtype = "cifar_resnet18", preset.width, dtype
+  config.batch_size = batch_size
+  config.num_epochs = 10
+  for key, value in overrides.items():
+    _set(config, key, value)
+  return config
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+  ms = 1000 * np.asarray(times)
+  return {
+    "median_ms": float(np.median(ms)),
+    "p10_ms": float(np.percentile(ms, 10)),
+    "p90_ms": float(np.percentile(ms, 90)),
+  }
+
+
+def _memory(compiled) -> dict[str, float | None]:
+  result: dict[str, float | None] = {"xla_step_mib": None, "device_peak_mib": None}
+  analysis = compiled.memory_analysis()
+  if analysis is not None:
+    total = (
+      analysis.argument_size_in_bytes
+      + analysis.output_size_in_bytes
+      - analysis.alias_size_in_bytes
+      + analysis.temp_size_in_bytes
+    )
+    result["xla_step_mib"] = total / 2**20
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    result["device_peak_mib"] = stats["peak_bytes_in_use"] / 2**20
+  return result
+
+
+def time_step(config, preset: Preset) -> dict:
+  """Compile time, step times and memory of one method's training step on real, pre-loaded batches."""
+  mesh = step.make_mesh(config.num_devices)
+  config_lib.validate(config, mesh.size)
+  info = data.data_info(config)
+  method, nets, tx, state = train.build(config, info, mesh)
+  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10_000)
+  pipeline = data.InputPipeline(config, info)
+  needed = preset.warmup_steps + preset.timed_steps
+  batches = [step.shard_batch(mesh, batch) for _, batch in zip(range(needed), pipeline.train_batches(0), strict=False)]
+  batches = (batches * needed)[:needed]  # Reuse batches if the split is short.
+  start = time.perf_counter()
+  compiled = train_step.lower(state, batches[0]).compile()
+  compile_s = time.perf_counter() - start
+  times = []
+  for index, batch in enumerate(batches):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    if index >= preset.warmup_steps:
+      times.append(time.perf_counter() - start)
+  stats = _percentiles(times)
+  return {
+    **stats,
+    "images_per_s": config.batch_size / (stats["median_ms"] / 1000),
+    "compile_s": compile_s,
+    **_memory(compiled),
+    "loss": float(metrics["loss"]),
+  }
+
+
+def pipeline_throughput(config, preset: Preset) -> float:
+  """Images/s of the real tf.data training pipeline alone (decoded, augmented, batched on the host)."""
+  pipeline = data.InputPipeline(config, data.data_info(config))
+  for _ in zip(range(2), pipeline.train_batches(0), strict=False):  # Fill the cache and the prefetch buffer.
+    pass
+  batches, start = 0, time.perf_counter()
+  epoch = 1
+  while batches < preset.pipeline_batches:
+    for _ in pipeline.train_batches(epoch):
+      batches += 1
+      if batches == preset.pipeline_batches:
+        break
+    epoch += 1
+  return batches * config.batch_size / (time.perf_counter() - start)
+
+
+def data_wait_fraction(config, preset: Preset) -> dict[str, float]:
+  """The share of the training loop spent waiting for the next batch, in train.py's dispatch order."""
+  mesh = step.make_mesh(config.num_devices)
+  info = data.data_info(config)
+  method, nets, tx, state = train.build(config, info, mesh)
+  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10_000)
+  pipeline = data.InputPipeline(config, info)
+  state, metrics = train_step(state, step.shard_batch(mesh, next(pipeline.train_batches(0))))  # Compile.
+  jax.block_until_ready(metrics)
+  waited, steps, pending = 0.0, 0, None
+  start = time.perf_counter()
+  epoch = 1
+  while steps < preset.loop_steps:
+    batches = pipeline.train_batches(epoch)
+    while steps < preset.loop_steps:
+      wait_start = time.perf_counter()
+      batch = next(batches, None)
+      if batch is None:
+        break
+      sharded = step.shard_batch(mesh, batch)
+      waited += time.perf_counter() - wait_start
+      state, metrics = train_step(state, sharded)
+      if pending is not None:
+        float(pending["loss"])  # Read step t's metrics after step t + 1 is dispatched, as train.py does.
+      pending, steps = metrics, steps + 1
+    epoch += 1
+  float(pending["loss"])
+  total = time.perf_counter() - start
+  return {"data_wait_fraction": waited / total, "loop_images_per_s": steps * config.batch_size / total}
+
+
+def run(
+  preset_name: str, out: str, dtype: str = "float32", methods: tuple[str, ...] = tuple(METHODS), data_dir: str = ""
+) -> dict:
+  """Runs the benchmark and writes OUT/benchmark.json and OUT/benchmark.md. Returns the results."""
+  preset = PRESETS[preset_name]
+  device = jax.local_devices()[0]
+  results = {
+    "preset": preset_name,
+    "dtype": dtype,
+    "device": f"{jax.device_count()} x {device.device_kind} ({device.platform})",
+    "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    "jax": jax.__version__,
+    "runs": [],
+  }
+  for batch_size in preset.batch_sizes:
+    base = benchmark_config(preset, batch_size, dtype, data_dir, METHODS["erm"])
+    rows = {}
+    for name in methods:
+      config = benchmark_config(preset, batch_size, dtype, data_dir, METHODS[name])
+      rows[name] = time_step(config, preset)
+      print(f"batch {batch_size} {name:13s} {rows[name]['median_ms']:9.1f} ms/step", flush=True)
+    if "erm" in rows:
+      for row in rows.values():
+        row["ratio_to_erm"] = row["median_ms"] / rows["erm"]["median_ms"]
+    loop = {name: data_wait_fraction(benchmark_config(preset, batch_size, dtype, data_dir, METHODS[name]), preset)
+            for name in ("erm", "adautomix_n3") if name in methods}  # fmt: skip
+    results["runs"].append(
+      {
+        "batch_size": batch_size,
+        "methods": rows,
+        "pipeline_images_per_s": pipeline_throughput(base, preset),
+        "loop": loop,
+      }
+    )
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "benchmark.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  table = markdown(results)
+  with open(os.path.join(out, "benchmark.md"), "w") as f:
+    f.write(table)
+  print(table, flush=True)
+  return results
+
+
+def _mib(value) -> str:
+  return "–" if value is None else f"{value:,.0f}"
+
+
+def markdown(results: dict) -> str:
+  """The results as markdown tables, one per batch size."""
+  lines = [
+    f"Preset `{results['preset']}`, {results['dtype']} compute, on {results['device']}; host {results['host']}; "
+    f"jax {results['jax']}.",
+    "",
+  ]
+  for run_ in results["runs"]:
+    lines += [
+      f"Batch {run_['batch_size']}:",
+      "",
+      "| method | step ms (median) | p10–p90 ms | images/s | × ERM | compile s | XLA step MiB | device peak MiB |",
+      "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in run_["methods"].items():
+      ratio = f"{row['ratio_to_erm']:.2f}" if "ratio_to_erm" in row else "–"
+      lines.append(
+        f"| {name} | {row['median_ms']:.1f} | {row['p10_ms']:.1f}–{row['p90_ms']:.1f} | {row['images_per_s']:,.0f} | "
+        f"{ratio} | {row['compile_s']:.1f} | {_mib(row['xla_step_mib'])} | {_mib(row['device_peak_mib'])} |"
+      )
+    lines += ["", f"Input pipeline alone: {run_['pipeline_images_per_s']:,.0f} images/s."]
+    for name, loop in run_["loop"].items():
+      lines.append(
+        f"Training loop ({name}): {loop['loop_images_per_s']:,.0f} images/s, "
+        f"{100 * loop['data_wait_fraction']:.1f}% of the time waiting for data."
+      )
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+  parser.add_argument("--out", default="runs/benchmark", help="directory for benchmark.json and benchmark.md")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype")
+  parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
+  parser.add_argument("--data_dir", default="", help="tfds data directory (the embedded dataset is prepared there)")
+  args = parser.parse_args(argv)
+  methods = tuple(filter(None, args.methods.split(",")))
+  unknown = sorted(set(methods) - set(METHODS))
+  if unknown:
+    parser.error(f"unknown methods {', '.join(unknown)}. Valid choices: {', '.join(METHODS)}.")
+  run(args.preset, args.out, args.dtype, methods, args.data_dir)
+
+
+if __name__ == "__main__":
+  main()

@@ -4,12 +4,14 @@
     python -m adamix_jax.benchmark --preset accelerator --out runs/bench_gpu [--dtype bfloat16]
 
 For each method (ERM, MixUp, MixUp+DM, CutMix, AutoMix, AdAutoMix N=2 and N=3) it builds the real jitted
-step of `adamix_jax.step`, compiles it once (timed), runs warm-up steps, then times each step to
-completion: median, spread (10th-90th percentile), images/s, and the ratio to ERM's median measured in the
-same run. Memory is XLA's estimate for the compiled step (arguments + outputs - donated + temporaries)
-and, where the backend reports it, the device's peak. Then the input pipeline alone (images/s of the real
-tf.data pipeline) and the fraction of the training loop spent waiting for data: the loop of `train.py`
-(dispatch step t + 1 before reading step t's metrics) over real batches, timing the wait for each batch.
+step of `adamix_jax.step`, compiles it once (timed) and runs warm-up steps; then the methods are timed in
+turn, a few steps each per round over several rounds (so a slow moment of the machine hits all of them),
+each step to completion: median, spread (10th-90th percentile), images/s, and the ratio to ERM's median.
+Memory is XLA's estimate for the compiled step (arguments + outputs - donated + temporaries) and, where
+the backend reports it, the device's peak (cumulative over the process: the largest method dominates).
+Then the input pipeline alone (images/s of the real tf.data pipeline) and the fraction of the training
+loop spent waiting for data: the loop of `train.py` (dispatch step t + 1 before reading step t's metrics)
+over real batches from an epoch's start, timing the wait for each batch.
 
 Output: OUT/benchmark.json and OUT/benchmark.md (the table), also printed. Inputs are the embedded
 Fashion-MNIST subset through the real pipeline, RandomResizedCrop to 32x32 (CIFAR's size), so nothing is
@@ -37,17 +39,18 @@ class Preset:
   width: int
   batch_sizes: tuple[int, ...]
   warmup_steps: int
-  timed_steps: int
+  rounds: int  # Methods are timed in turn, `steps_per_round` steps each per round, so drift hits all alike.
+  steps_per_round: int
   loop_steps: int  # Steps of the data-wait measurement.
   pipeline_batches: int
 
 
 PRESETS = {
-  "cpu": Preset(width=16, batch_sizes=(100,), warmup_steps=2, timed_steps=10, loop_steps=20, pipeline_batches=50),
+  "cpu": Preset(16, (100,), warmup_steps=2, rounds=6, steps_per_round=4, loop_steps=30, pipeline_batches=50),
   "accelerator": Preset(
-    width=0, batch_sizes=(100, 256), warmup_steps=5, timed_steps=50, loop_steps=100, pipeline_batches=100
+    0, (100, 256), warmup_steps=5, rounds=10, steps_per_round=10, loop_steps=200, pipeline_batches=200
   ),
-  "tiny": Preset(width=4, batch_sizes=(16,), warmup_steps=1, timed_steps=2, loop_steps=3, pipeline_batches=3),
+  "tiny": Preset(4, (16,), warmup_steps=1, rounds=2, steps_per_round=1, loop_steps=3, pipeline_batches=3),
 }
 
 # name -> config overrides on top of the base.
@@ -77,7 +80,7 @@ def benchmark_config(preset: Preset, batch_size: int, dtype: str, data_dir: str,
   config.data.data_dir = data_dir
   config_lib.random_resized_crop_recipe(config, image_size=32)
   config.model.name, config.model.width, config.model.dtype = "cifar_resnet18", preset.width, dtype
-  config.batch_size = batch_size
+  config.batch_size = config.eval_batch_size = batch_size  # (The benchmark does not evaluate.)
   config.num_epochs = 10
   for key, value in overrides.items():
     _set(config, key, value)
@@ -110,35 +113,66 @@ def _memory(compiled) -> dict[str, float | None]:
   return result
 
 
-def time_step(config, preset: Preset) -> dict:
-  """Compile time, step times and memory of one method's training step on real, pre-loaded batches."""
+@dataclasses.dataclass
+class _Candidate:
+  """One method's compiled step, its state and its pre-loaded batches, while the benchmark times it."""
+
+  config: object
+  compiled: object
+  state: object
+  batches: list
+  compile_s: float
+  memory: dict
+  times: list = dataclasses.field(default_factory=list)
+  loss: float = float("nan")
+
+  def run(self, steps: int, timed: bool) -> None:
+    for _ in range(steps):
+      batch = self.batches[len(self.times) % len(self.batches)]
+      start = time.perf_counter()
+      self.state, metrics = self.compiled(self.state, batch)
+      jax.block_until_ready((self.state, metrics))
+      if timed:
+        self.times.append(time.perf_counter() - start)
+    self.loss = float(step.host_value(metrics["loss"]))
+
+
+def compile_step(config, preset: Preset) -> _Candidate:
+  """Builds one method's real training step, compiles it (timed) and runs its warm-up steps."""
   mesh = step.make_mesh(config.num_devices)
   config_lib.validate(config, mesh.size)
   info = data.data_info(config)
   method, nets, tx, state = train.build(config, info, mesh)
   train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10_000)
   pipeline = data.InputPipeline(config, info)
-  needed = preset.warmup_steps + preset.timed_steps
-  batches = [step.shard_batch(mesh, batch) for _, batch in zip(range(needed), pipeline.train_batches(0), strict=False)]
-  batches = (batches * needed)[:needed]  # Reuse batches if the split is short.
+  batches = [step.shard_batch(mesh, batch) for _, batch in zip(range(8), pipeline.train_batches(0), strict=False)]
   start = time.perf_counter()
   compiled = train_step.lower(state, batches[0]).compile()
-  compile_s = time.perf_counter() - start
-  times = []
-  for index, batch in enumerate(batches):
-    start = time.perf_counter()
-    state, metrics = compiled(state, batch)
-    jax.block_until_ready((state, metrics))
-    if index >= preset.warmup_steps:
-      times.append(time.perf_counter() - start)
-  stats = _percentiles(times)
-  return {
-    **stats,
-    "images_per_s": config.batch_size / (stats["median_ms"] / 1000),
-    "compile_s": compile_s,
-    **_memory(compiled),
-    "loss": float(metrics["loss"]),
-  }
+  candidate = _Candidate(config, compiled, state, batches, time.perf_counter() - start, _memory(compiled))
+  candidate.run(preset.warmup_steps, timed=False)
+  return candidate
+
+
+def time_steps(configs: dict, preset: Preset) -> dict[str, dict]:
+  """Compiles every method's step, then times them in turn over `preset.rounds` rounds."""
+  candidates = {}
+  for name, config in configs.items():
+    candidates[name] = compile_step(config, preset)
+    print(f"compiled {name} (batch {config.batch_size}) in {candidates[name].compile_s:.1f} s", flush=True)
+  for _ in range(preset.rounds):
+    for candidate in candidates.values():
+      candidate.run(preset.steps_per_round, timed=True)
+  rows = {}
+  for name, candidate in candidates.items():
+    stats = _percentiles(candidate.times)
+    rows[name] = {
+      **stats,
+      "images_per_s": candidate.config.batch_size / (stats["median_ms"] / 1000),
+      "compile_s": candidate.compile_s,
+      **candidate.memory,
+      "loss": candidate.loss,
+    }
+  return rows
 
 
 def pipeline_throughput(config, preset: Preset) -> float:
@@ -204,11 +238,8 @@ def run(
   }
   for batch_size in preset.batch_sizes:
     base = benchmark_config(preset, batch_size, dtype, data_dir, METHODS["erm"])
-    rows = {}
-    for name in methods:
-      config = benchmark_config(preset, batch_size, dtype, data_dir, METHODS[name])
-      rows[name] = time_step(config, preset)
-      print(f"batch {batch_size} {name:13s} {rows[name]['median_ms']:9.1f} ms/step", flush=True)
+    configs = {name: benchmark_config(preset, batch_size, dtype, data_dir, METHODS[name]) for name in methods}
+    rows = time_steps(configs, preset)
     if "erm" in rows:
       for row in rows.values():
         row["ratio_to_erm"] = row["median_ms"] / rows["erm"]["median_ms"]

@@ -9,7 +9,6 @@ resumes from the previous one. Restoring places the arrays on whatever mesh the 
 import os
 from typing import Any
 
-import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -23,7 +22,8 @@ class Checkpoints:
   """Saves and restores the checkpoints of one workdir."""
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    local = "://" not in workdir  # gs:// and other remote paths are used as they are.
+    self.directory = os.path.join(os.path.abspath(workdir) if local else workdir, "checkpoints")
     preservation = policies.AnyPreservationPolicy(
       [
         policies.LatestN(n=config.checkpoint.keep),
@@ -48,7 +48,7 @@ class Checkpoints:
       reported_top1: the run's reported accuracy at this point, which ranks the best checkpoint; None for
         saves between evaluations.
     """
-    step = int(jax.device_get(state.step))
+    step = int(state.step.addressable_data(0))  # Replicated: every process reads its own copy.
     metrics = None if reported_top1 is None else {BEST_METRIC: reported_top1}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     self.manager.save(step, args=args, metrics=metrics, force=True)

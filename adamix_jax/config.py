@@ -8,8 +8,8 @@ import os
 
 import ml_collections
 
-from adamix_jax import methods, models
-from adamix_jax.data import augment, datasets
+from adamix_jax import distributed, methods, models
+from adamix_jax.data import augment, datasets, input_pipeline
 
 
 class ConfigError(ValueError):
@@ -26,6 +26,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 500  # Global evaluation batch; the last batch is padded, never dropped.
   config.num_devices = 0  # Devices of the ('data',) mesh; 0 means every device JAX sees.
 
+  config.distributed = ml_collections.ConfigDict()  # Multi-host runs (adamix_jax.distributed).
+  config.distributed.mode = "auto"  # "auto" (TPU pods, SLURM, a coordinator given), "on" or "off".
+  config.distributed.coordinator_address = ""  # host:port of process 0, for GPU clusters without SLURM.
+  config.distributed.num_processes = 0  # With coordinator_address: the number of processes.
+  config.distributed.process_id = -1  # With coordinator_address: this process's index.
+
   config.data = ml_collections.ConfigDict()
   config.data.name = "cifar100"  # One of adamix_jax.data.datasets.DATASETS.
   config.data.data_dir = ""  # Where tfds keeps prepared data; "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
@@ -41,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.max_eval_examples = 0  # Evaluate only the first N test examples (0: all).
   config.data.cache = True  # Keep the decoded split in host memory (small datasets).
   config.data.shuffle_buffer = 0  # 0: the whole split (an exact permutation per epoch).
+  config.data.input_slices = 0  # Slices of the training split, each shuffled on its own; 0: one per process.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "cifar_resnet18"  # One of adamix_jax.models.BACKBONES.
@@ -178,12 +185,13 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+def validate(config: ml_collections.ConfigDict, num_devices: int, process_count: int = 1) -> None:
   """Rejects impossible values before anything is built or compiled.
 
   Args:
     config: the full run configuration.
     num_devices: devices the ('data',) mesh will have.
+    process_count: JAX processes (hosts) of the run.
 
   Raises:
     ConfigError: naming the key, the value and the valid choices or bounds.
@@ -203,6 +211,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _positive(config, "optimizer.min_lr", "optimizer.weight_decay", "optimizer.momentum", allow_zero=True)
   _positive(config, "data.crop_padding", "data.max_train_examples", "data.max_eval_examples", allow_zero=True)
   _validate_data(config)
+  _choice(config.distributed.mode, distributed.MODES, "distributed.mode")
+  _positive(config, "data.input_slices", allow_zero=True)
+  try:
+    input_pipeline.input_slices(config, process_count)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
   _positive(config, "checkpoint.every_steps", "model.width", "num_devices", "data.shuffle_buffer", allow_zero=True)
   _positive(config, "optimizer.generator.lr", "optimizer.generator.min_lr", allow_zero=True)
   for prefix in ("optimizer", "optimizer.generator"):

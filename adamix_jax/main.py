@@ -14,7 +14,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from adamix_jax import config as config_lib  # noqa: E402
-from adamix_jax import data, train  # noqa: E402
+from adamix_jax import data, distributed, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, optionally with a variant: FILE.py:VARIANT.", lock_config=True
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # Orbax and tfds log every file operation at INFO.
   try:
+    distributed.initialize(_CONFIG.value)
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, data.DataNotPreparedError, train.NonFiniteLossError) as error:
     print(f"error: {error}", file=sys.stderr)
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
   except train.Interrupted as stopped:
     print(stopped, "Rerun the same command to resume.", file=sys.stderr)
     return 128 + stopped.signum
-  if summary["reported_top1"] is not None:
+  if summary["reported_top1"] is not None and summary["process_index"] == 0:
     print(
       f"Reported top-1 ({summary['reported_head']}, median of the last {summary['median_of_last']}):",
       f"{summary['reported_top1']:.2f}",

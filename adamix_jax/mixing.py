@@ -38,9 +38,10 @@ class MixResult(NamedTuple):
 
   Attributes:
     images: [B, H, W, C] mixed images (or features, for ManifoldMix).
-    labels: int [2, B]: the unshuffled and the partner's labels.
-    lams: float32 [2, B]: their weights, summing to 1 per example.
-    masks: float32 [B, H, W, 1]: the per-pixel weight of the unshuffled image.
+    labels: int [K, B]: the sources' labels (K = 2 for the static mixups: the unshuffled and the partner).
+    lams: float32 [K, B]: their weights, summing to 1 per example.
+    masks: float32 [B, H, W, 1]: the per-pixel weight of the unshuffled image (static mixups), or
+      [B, H, W, K]: each source's (the learned mixups).
   """
 
   images: jax.Array
@@ -183,3 +184,13 @@ def fmix(images: jax.Array, labels: jax.Array, plan: MixPlan, decay_power: float
 
 
 OPERATORS = {"mixup": mixup, "cutmix": cutmix, "fmix": fmix, "resizemix": resizemix, "saliencymix": saliencymix}
+
+
+def mix(images: jax.Array, perms: jax.Array, masks: jax.Array) -> jax.Array:
+  """sum_i masks[..., i] * images[perms[i]]: images [B, H, W, C], perms [N, B], masks [B, H, W, N] or [N].
+
+  The N-image mixing of the learned mixups (AdAutoMix, AutoMix); the static operators above mix two.
+  """
+  sources = images[perms]  # [N, B, H, W, C]
+  weights = jnp.moveaxis(masks, -1, 0)[..., None] if masks.ndim == 4 else masks[:, None, None, None, None]
+  return jnp.sum(weights * sources, axis=0).astype(images.dtype)

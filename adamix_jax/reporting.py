@@ -83,8 +83,8 @@ class MetricWriter:
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
     if enabled:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115  (closed in close())
+      tf.io.gfile.makedirs(workdir)  # tf.io.gfile: the workdir may be a gs:// bucket on a pod.
+      self._jsonl = tf.io.gfile.GFile(os.path.join(workdir, "metrics.jsonl"), "a")
       self._tensorboard = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, kind: str, metrics: dict[str, Any]) -> None:

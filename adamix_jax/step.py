@@ -42,6 +42,11 @@ def shard_batch(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax
   return {key: jax.make_array_from_process_local_data(sharding, value) for key, value in local_batch.items()}
 
 
+def host_value(tree):
+  """numpy copies of replicated device values, read from this process's first shard (works on every host)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+
+
 def replicate(mesh: Mesh, tree):
   """Places a tree on every device of the mesh."""
   return jax.device_put(tree, NamedSharding(mesh, P()))

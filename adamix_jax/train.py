@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow as tf
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -111,7 +112,7 @@ def evaluate(eval_step, state: TrainState, pipeline: data.InputPipeline, mesh) -
   for batch in pipeline.eval_batches():
     counts = eval_step(state, step.shard_batch(mesh, batch))
     totals = counts if totals is None else jax.tree.map(lambda a, b: a + b, totals, counts)
-  totals = jax.device_get(totals)
+  totals = step.host_value(totals)
   count = float(totals.pop("count"))
   return {key: 100.0 * float(value) / count for key, value in totals.items()}
 
@@ -154,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Interrupted: SIGTERM/SIGINT; the state was saved first.
   """
   mesh = step.make_mesh(config.num_devices)
-  config_lib.validate(config, mesh.size)
+  config_lib.validate(config, mesh.size, jax.process_count())
   info = data.data_info(config)
   spe = steps_per_epoch(config, info)
   total_steps = spe * config.num_epochs
@@ -169,7 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     history = meta["eval_history"]
     changes = _saved_config_changes(meta["config"], config)
     if is_main:
-      print(f"Resuming from step {int(state.step)} in {checkpoints.directory}.", flush=True)
+      print(f"Resuming from step {int(step.host_value(state.step))} in {checkpoints.directory}.", flush=True)
       if changes:
         print("The config differs from the checkpoint's: " + "; ".join(changes), flush=True)
 
@@ -193,20 +194,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
 
   def save(reported_top1: float | None = None) -> None:
-    if not bool(all_finite(state)):
+    if not bool(step.host_value(all_finite(state))):
       stop_non_finite(done, "parameters or BatchNorm statistics became non-finite")
     checkpoints.save(state, meta(), reported_top1=reported_top1)
 
   def read(pending: tuple[int, dict[str, jax.Array]]) -> None:
     done, device_metrics = pending
-    metrics = {key: float(value) for key, value in jax.device_get(device_metrics).items()}
+    metrics = {key: float(value) for key, value in step.host_value(device_metrics).items()}
     if not math.isfinite(metrics["loss"]):
       stop_non_finite(done, f"training loss is {metrics['loss']}")
     progress.update(done, metrics)
     if done % config.log.every_steps == 0:
       writer.write(done, "train", metrics)
 
-  start = done = int(jax.device_get(state.step))
+  start = done = int(step.host_value(state.step))
   try:
     with _stop_requests() as stop:
       for epoch in range(start // spe, config.num_epochs):
@@ -252,10 +253,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     "reported_top1": reported_number(history, config) if history else None,
     "reported_head": config_lib.reported_head(config),
     "median_of_last": config.eval.median_of_last,
-    "steps": int(jax.device_get(state.step)),
+    "steps": int(step.host_value(state.step)),
+    "process_index": jax.process_index(),
     "last_eval": history[-1] if history else None,
   }
   if is_main:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
   return summary

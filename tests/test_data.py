@@ -8,6 +8,7 @@ import pytest
 from conftest import tiny_config
 
 from adamix_jax import data
+from adamix_jax.config import ConfigError, validate
 
 
 def _pipeline(config):
@@ -102,3 +103,18 @@ def test_normalize():
   images = np.array([[[[0, 255]]]], np.uint8)
   out = np.asarray(data.normalize(images, (0.5, 0.5), (0.25, 0.5)))
   np.testing.assert_allclose(out, [[[[-2.0, 1.0]]]])
+
+
+def test_input_slices_make_batches_independent_of_the_process_count(tfds_dir):
+  config = tiny_config(tfds_dir, **{"data.input_slices": 2})
+  info = data.data_info(config)
+  single = list(data.InputPipeline(config, info).train_batches(1))
+  hosts = [list(data.InputPipeline(config, info, process_index=i, process_count=2).train_batches(1)) for i in range(2)]
+  assert len(single) == len(hosts[0]) == len(hosts[1]) == 10
+  for whole, first, second in zip(single, *hosts, strict=True):
+    assert np.array_equal(whole["images"], np.concatenate([first["images"], second["images"]]))
+    assert np.array_equal(whole["labels"], np.concatenate([first["labels"], second["labels"]]))
+  default = list(data.InputPipeline(tiny_config(tfds_dir), info).train_batches(1))  # One slice: other batches.
+  assert not np.array_equal(default[0]["labels"], single[0]["labels"])
+  with pytest.raises(ConfigError, match="input_slices = 3 must be at most 1000 and a multiple of the 2"):
+    validate(tiny_config(tfds_dir, **{"data.input_slices": 3}), 1, process_count=2)

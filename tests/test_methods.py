@@ -58,3 +58,18 @@ def test_grid_of_mixed_samples_on_the_embedded_dataset(tfds_dir, batch, name):
     assert set(np.unique(tiles)) <= {0, 255}
   unmixed = gallery.denormalize(images, info.mean, info.std)
   np.testing.assert_array_equal(unmixed, batch["images"])  # denormalize inverts normalize.
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_losses(tfds_dir, batch):
+  losses_by_dtype = {}
+  for dtype in ("float32", "bfloat16"):
+    config = tiny_config(tfds_dir, method="adautomix", batch_size=8, **{"model.dtype": dtype})
+    mesh = step.make_mesh(1)
+    info = data.data_info(config)
+    method, nets, tx, state = train.build(config, info, mesh)
+    train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10)
+    state, metrics = train_step(state, step.shard_batch(mesh, batch))
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves((state.params, state.ema_params)))
+    assert metrics["loss"].dtype == np.float32
+    losses_by_dtype[dtype] = float(metrics["loss"])
+  assert losses_by_dtype["bfloat16"] == pytest.approx(losses_by_dtype["float32"], rel=0.05)

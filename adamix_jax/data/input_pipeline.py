@@ -174,20 +174,20 @@ def data_info(config: ml_collections.ConfigDict) -> DataInfo:
   return DataInfo(num_classes, (size, size, channels), num_train, num_eval, spec.mean, spec.std)
 
 
-def _load(config, split: str, limit: int, process_index: int, process_count: int) -> tf.data.Dataset:
-  """The process's slice of the first `limit` (0: all) examples of `split` as (image, label int32).
+def _load(config, split: str, limit: int, index: int, count: int) -> tf.data.Dataset:
+  """Slice `index` of `count` even slices of the first `limit` (0: all) examples of `split`: (image, label).
 
   Images are uint8 [H, W, C] for fixed-size tfds datasets and encoded bytes otherwise; the order is fixed.
   """
   spec = DATASETS[config.data.name]
   if spec.source == "image_folder":
     files = _folder_split(config, split)
-    count = min(len(files.paths), limit) if limit else len(files.paths)
-    start, stop = (count * process_index // process_count, count * (process_index + 1) // process_count)
+    total = min(len(files.paths), limit) if limit else len(files.paths)
+    start, stop = (total * index // count, total * (index + 1) // count)
     ds = tf.data.Dataset.from_tensor_slices((list(files.paths[start:stop]), files.labels[start:stop]))
     ds = ds.map(lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE)
   else:
-    process_split = tfds.even_splits(_split(split, limit), n=process_count)[process_index]
+    process_split = tfds.even_splits(_split(split, limit), n=count)[index]
     decoders = {"image": tfds.decode.SkipDecoding()} if _encoded(spec) else None
     ds = prepared_builder(config).as_dataset(
       split=process_split, as_supervised=True, shuffle_files=False, decoders=decoders
@@ -203,11 +203,32 @@ def num_eval_batches(info: DataInfo, config: ml_collections.ConfigDict, process_
   return -(-largest_slice // local_batch)
 
 
+def input_slices(config: ml_collections.ConfigDict, process_count: int) -> int:
+  """Slices of the training split: `config.data.input_slices`, or one per process.
+
+  Raises:
+    ValueError: the slices cannot be shared evenly by the processes and their batches.
+  """
+  slices = config.data.input_slices or process_count
+  per_process = slices // process_count
+  if slices % process_count or (config.batch_size // process_count) % per_process or slices > 1000:
+    raise ValueError(
+      f"config.data.input_slices = {slices} must be at most 1000 and a multiple of the {process_count} "
+      f"processes, and each process's batch ({config.batch_size // process_count}) a multiple of its "
+      f"{per_process} slices."
+    )
+  return slices
+
+
 class InputPipeline:
   """The host input of one run: training epochs and evaluation passes over this process's slices.
 
-  The decoded splits are built once and, with `config.data.cache`, kept in host memory after their first
-  complete pass, so later epochs and evaluations do not decode again.
+  The training split is cut into `input_slices` even slices (default: one per process); each process
+  reads only its own slices, each shuffled on its own, and its share of every global batch takes the
+  same number of examples from each. The global batches therefore depend on the slice count, not on
+  the number of processes: with `data.input_slices` fixed, a run on one host sees exactly the batches of
+  a pod run. The decoded splits are built once and, with `config.data.cache`, kept in host memory after
+  their first complete pass, so later epochs and evaluations do not decode again.
   """
 
   def __init__(
@@ -216,7 +237,10 @@ class InputPipeline:
     self.config, self.info, self.process_count = config, info, process_count
     spec = DATASETS[config.data.name]
     self._encoded = _encoded(spec)
-    self._train = _load(config, spec.train_split, config.data.max_train_examples, process_index, process_count)
+    per_process = input_slices(config, process_count) // process_count
+    limit = config.data.max_train_examples
+    self._slice_ids = range(process_index * per_process, (process_index + 1) * per_process)
+    self._train = [_load(config, spec.train_split, limit, k, per_process * process_count) for k in self._slice_ids]
     self._eval = _load(config, spec.eval_split, config.data.max_eval_examples, process_index, process_count)
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -226,25 +250,31 @@ class InputPipeline:
       {"images": uint8 [b, H, W, C], "labels": int32 [b]} with b = batch_size / process_count. The epoch's
       last partial batch is dropped, so every epoch has the same number of steps.
     """
-    config = self.config
-    local_batch = config.batch_size // self.process_count
-    order_seed = (config.seed * 1_000_003 + epoch) % 2**31
-    buffer = config.data.shuffle_buffer or self._train.cardinality()
-    if buffer == tf.data.UNKNOWN_CARDINALITY:
-      buffer = 10_000
-    ds = self._train.shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False).enumerate()
-    ds = ds.skip(start_batch * local_batch)
+    config, size = self.config, self.info.image_shape[0]
+    per_slice = config.batch_size // self.process_count // len(self._train)
+    streams = []
+    for k, examples in zip(self._slice_ids, self._train, strict=True):
+      order_seed = (config.seed * 1_000_003 + epoch + 7_919 * k) % 2**31
+      buffer = config.data.shuffle_buffer or examples.cardinality()
+      if buffer == tf.data.UNKNOWN_CARDINALITY:
+        buffer = 10_000
+      ds = examples.shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False).enumerate()
+      ds = ds.skip(start_batch * per_slice)
 
-    size = self.info.image_shape[0]
+      def preprocess(index, example, k=k):
+        image, label = example
+        seed = tf.stack([tf.constant(config.seed, tf.int64) * 100_003 + epoch, index * 1_000 + k])
+        return augment.train_image(image, seed, config.data, size, self._encoded), label
 
-    def preprocess(index, example):
-      image, label = example
-      seed = tf.stack([tf.constant(config.seed, tf.int64) * 100_003 + epoch, index])
-      return augment.train_image(image, seed, config.data, size, self._encoded), label
-
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    for images, labels in ds.as_numpy_iterator():
+      ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      streams.append(ds.batch(per_slice, drop_remainder=True))
+    if len(streams) == 1:
+      ds = streams[0]
+    else:
+      ds = tf.data.Dataset.zip(tuple(streams)).map(
+        lambda *parts: tuple(tf.concat([part[i] for part in parts], 0) for i in range(2))
+      )
+    for images, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
       yield {"images": images, "labels": labels}
 
   def eval_batches(self) -> Iterator[dict[str, np.ndarray]]:

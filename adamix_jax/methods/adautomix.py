@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators, losses
-from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, train_pass
+from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, teacher_features, train_pass
+from adamix_jax.mixing import MixResult, mix
 from adamix_jax.models.layers import replay_batch_norm_update
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
@@ -60,13 +61,6 @@ def sample_plan(key: jax.Array, batch_size: int, num_mix: int, alpha: float) -> 
     )
   lams = raw / jnp.sum(raw)
   return AdAutoMixPlan(perms[:num_mix], perms[num_mix:], lams, lams)
-
-
-def mix(images: jax.Array, perms: jax.Array, masks: jax.Array) -> jax.Array:
-  """sum_i masks[..., i] * images[perms[i]]: images [B, H, W, C], perms [N, B], masks [B, H, W, N] or [N]."""
-  sources = images[perms]  # [N, B, H, W, C]
-  weights = jnp.moveaxis(masks, -1, 0)[..., None] if masks.ndim == 4 else masks[:, None, None, None, None]
-  return jnp.sum(weights * sources, axis=0).astype(images.dtype)
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -119,6 +113,14 @@ class AdAutoMix(Method):
       for n in choices
     ]
     return jax.lax.switch(jax.random.randint(num_key, (), 0, len(choices)), branches, params)
+
+  def preview(self, nets, state, images, labels, rng):
+    plan = self.sample_plan(rng, labels.shape[0])
+    features = teacher_features(nets, state, images, self.config.generator.feature_stage)
+    generator_stats = state.batch_stats.get("generator")
+    masks, _ = self._masks(nets, state.params, generator_stats, features, plan.mb_perms, plan.mb_lams)
+    lams = jnp.broadcast_to(plan.mb_lams[:, None], plan.mb_perms.shape)
+    return MixResult(mix(images, plan.mb_perms, masks), labels[plan.mb_perms], lams, masks)
 
   def _masks(self, nets, params, generator_stats, features, perms, lams):
     """Generator masks [B, H, W, N] for features[perms] and the generator's updated BN statistics (or None)."""

@@ -50,6 +50,17 @@ class Method(abc.ABC):
     variables = nets.classifier.init(rng, images, train=False)
     return {"classifier": variables["params"]}, {"classifier": variables["batch_stats"]}
 
+  def preview(self, nets: Networks, state: Any, images: jax.Array, labels: jax.Array, rng: jax.Array):
+    """The method's mixed samples of normalised `images` [B, H, W, C], for pictures (TensorBoard, notebooks).
+
+    Returns:
+      A mixing.MixResult whose masks [B, H, W, K] give each source's per-pixel weight (K = 1: the
+      unshuffled image's, for the static mixups; K = N for the learned ones), or None if the method does
+      not mix images.
+    """
+    del nets, state, images, labels, rng
+    return None
+
   @abc.abstractmethod
   def loss(
     self, nets: Networks, params: dict, state: Any, batch: dict[str, jax.Array], rng: jax.Array
@@ -66,6 +77,12 @@ class Method(abc.ABC):
     Returns:
       (loss, (new batch_stats {group: tree}, metrics {name: scalar})).
     """
+
+
+def teacher_features(nets: Networks, state, images: jax.Array, stage: int) -> jax.Array:
+  """The EMA teacher's `stage` output on `images` in train mode (as the step computes it), stats untouched."""
+  output, _ = train_pass(nets.classifier, state.ema_params, state.batch_stats["teacher"], images)
+  return output.stages[stage]
 
 
 def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array):

@@ -34,6 +34,12 @@ class StaticMixup(Method):
       )  # fmt: skip
     return losses.mixup_cross_entropy(logits, labels[0], labels[1], lams[0])
 
+  def preview(self, nets, state, images, labels, rng):
+    if self.name not in mixing.OPERATORS:  # ManifoldMix mixes hidden features: nothing to look at.
+      return None
+    plan = mixing.sample_plan(jax.random.split(rng)[0], labels.shape[0], self.config.mixup.alpha)
+    return self.operator()(images, labels, plan)
+
   def forward(self, nets, variables, batch, plan, rng):
     """(logits of head_one [B, C], labels [2, B], lams [2, B], updated batch_stats) of the mixed batch."""
     del rng
@@ -82,6 +88,12 @@ class ManifoldMix(StaticMixup):
   """MixUp of the hidden features entering a random stage (0: after the stem, 1, 2: after stages 1, 2)."""
 
   name = "manifoldmix"
+
+  def preview(self, nets, state, images, labels, rng):
+    if self.name not in mixing.OPERATORS:  # ManifoldMix mixes hidden features: nothing to look at.
+      return None
+    plan = mixing.sample_plan(jax.random.split(rng)[0], labels.shape[0], self.config.mixup.alpha)
+    return self.operator()(images, labels, plan)
 
   def forward(self, nets, variables, batch, plan, rng):
     stages = jnp.asarray(self.config.mixup.manifoldmix_stages)

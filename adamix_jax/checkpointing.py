@@ -65,6 +65,10 @@ class Checkpoints:
     restored = self.manager.restore(step, args=args)
     return restored.state, restored.meta
 
+  def read_meta(self, step: int) -> dict[str, Any]:
+    """The JSON meta (config, input position, evaluation history) of the checkpoint at `step`."""
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
   def wait(self) -> None:
     """Blocks until every started save is on disk."""
     self.manager.wait_until_finished()

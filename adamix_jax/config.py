@@ -122,6 +122,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 50  # TensorBoard and metrics.jsonl training scalars.
   config.log.progress = True  # The progress line on process 0.
+  config.log.images_every_steps = 1000  # TensorBoard pictures of fixed mixed samples and masks (0: never).
+  config.log.image_count = 8  # Samples in those pictures (the first test images).
   return config
 
 
@@ -207,7 +209,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
       "weights (adamix_jax/models/pretrained.py says how to convert a .pth), or '' to train from scratch."
     )
   _positive(config, "num_epochs", "batch_size", "eval_batch_size", "optimizer.lr", "eval.every_epochs")
-  _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps")
+  _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps", "log.image_count")
+  _positive(config, "log.images_every_steps", allow_zero=True)
   _positive(config, "optimizer.min_lr", "optimizer.weight_decay", "optimizer.momentum", allow_zero=True)
   _positive(config, "data.crop_padding", "data.max_train_examples", "data.max_eval_examples", allow_zero=True)
   _validate_data(config)

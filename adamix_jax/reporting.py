@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -96,6 +97,14 @@ class MetricWriter:
     with self._tensorboard.as_default(step=step):
       for key, value in metrics.items():
         tf.summary.scalar(f"{kind}/{key}", value)
+    self._tensorboard.flush()
+
+  def write_image(self, step: int, name: str, image: np.ndarray) -> None:
+    """A uint8 [H, W, 3] picture to TensorBoard's Images tab under `name`."""
+    if not self.enabled:
+      return
+    with self._tensorboard.as_default(step=step):
+      tf.summary.image(name, image[None], max_outputs=1)
     self._tensorboard.flush()
 
   def close(self) -> None:

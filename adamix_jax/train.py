@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from adamix_jax import config as config_lib
-from adamix_jax import data, methods, models, step
+from adamix_jax import data, methods, models, step, visualize
 from adamix_jax.checkpointing import Checkpoints
 from adamix_jax.models import pretrained as pretrained_lib
 from adamix_jax.reporting import MetricWriter, Progress
@@ -180,6 +180,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = MetricWriter(workdir, enabled=is_main)
   progress = Progress(total_steps, spe, config.batch_size, enabled=is_main and config.log.progress)
   pipeline = data.InputPipeline(config, info, process_index=jax.process_index(), process_count=jax.process_count())
+  pictures = None  # Process 0 draws the method's mixing of fixed test images to TensorBoard every K steps.
+  if is_main and config.log.images_every_steps:
+    previewer = visualize.make_previewer(method, nets, info, config.seed)
+    pictures = (previewer, *visualize.first_test_images(pipeline, config.log.image_count))
+
+  def draw() -> None:
+    rendered = visualize.render(pictures[0], state, *pictures[1:], info)
+    if rendered is not None:
+      writer.write_image(done, "mixing/samples_and_masks", rendered[0])
 
   def meta() -> dict[str, Any]:
     position = {"step": done, "epoch": done // spe, "batch_in_epoch": done % spe, "steps_per_epoch": spe}
@@ -220,6 +229,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if pending is not None:
             read(pending)
           pending = (done, metrics)
+          if pictures and done % config.log.images_every_steps == 0:
+            draw()
           at_interval = config.checkpoint.every_steps and done % config.checkpoint.every_steps == 0
           if stop or (at_interval and done % spe):
             read(pending)

@@ -36,8 +36,11 @@ def test_eight_devices_with_synced_batch_norm_equal_one_device(tfds_dir, batches
   one, metrics_one = _run(tiny_config(tfds_dir, num_devices=1, **overrides), batches)
   eight, metrics_eight = _run(tiny_config(tfds_dir, num_devices=8, **overrides), batches)
   assert int(one.step) == int(eight.step) == 3
-  for name in ("params", "ema_params", "batch_stats", "opt_state"):
+  for name in ("params", "ema_params", "batch_stats"):
     chex.assert_trees_all_close(getattr(one, name), getattr(eight, name), rtol=2e-4, atol=2e-5)
+  # The momentum buffers sum three steps of gradients reduced in a different order: float32 round-off
+  # reaches a few 1e-5 on entries of order 1e-3.
+  chex.assert_trees_all_close(one.opt_state, eight.opt_state, rtol=2e-4, atol=1e-4)
   assert metrics_one["loss"] == pytest.approx(metrics_eight["loss"], rel=1e-5)
 
 

@@ -1,0 +1,124 @@
+"""Pictures of what a run's method mixes: during training (TensorBoard) and from a saved checkpoint (PNG).
+
+    python -m adamix_jax.visualize --workdir runs/quickstart_adautomix [--out DIR] [--count 8] [--step N]
+
+renders, for the first `count` test images, the method's mixed samples and the per-pixel weight of every
+source (the generator's masks for AdAutoMix / AutoMix) with the checkpoint's networks, to
+DIR/mixing_step<N>.png (default DIR: WORKDIR/pictures), plus mixing_step<N>.json with the sources' labels
+and weights. The pictures use a fixed key, so pictures of different steps show the same mixing plan.
+"""
+
+import argparse
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from adamix_jax import data, gallery, step, train
+from adamix_jax.checkpointing import Checkpoints
+from adamix_jax.mixing import MixResult
+
+
+def make_previewer(method, nets, info: data.DataInfo, seed: int):
+  """A jitted (state, uint8 images [k, H, W, C], labels [k]) -> MixResult or None, with a fixed key."""
+  key = jax.random.key(seed)
+
+  def preview(state, images, labels):
+    return method.preview(nets, state, data.normalize(images, info.mean, info.std), labels, key)
+
+  return jax.jit(preview)
+
+
+def local_copy(state):
+  """This process's replica of a replicated state, as arrays on its first device (no collectives)."""
+  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state)
+
+
+def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.DataInfo):
+  """(uint8 grid [(1 + K) H, k W, 3], MixResult on the host) of the state's mixing, or None if it mixes nothing."""
+  result = previewer(local_copy(state), images, labels)
+  if result is None:
+    return None
+  result = MixResult(*jax.device_get(tuple(result)))
+  return gallery.mixed_sample_grid(result, info.mean, info.std, count=len(images)), result
+
+
+def first_test_images(pipeline: data.InputPipeline, count: int) -> tuple[np.ndarray, np.ndarray]:
+  """The first `count` images and labels of this process's evaluation split (a fixed set)."""
+  images, labels = [], []
+  for batch in pipeline.eval_batches():
+    images.append(batch["images"][batch["mask"]])
+    labels.append(batch["labels"][batch["mask"]])
+    if sum(len(x) for x in images) >= count:
+      break
+  return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+
+
+def load_run(workdir: str, step_: int | None = None):
+  """A saved run, ready to look at: (config, data info, method, networks, state at `step_` or the latest).
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  manager = Checkpoints(workdir, ml_collections.ConfigDict({"checkpoint": {"keep": 1, "asynchronous": False}}))
+  try:
+    saved = manager.latest_step() if step_ is None else step_
+    if saved is None:
+      raise FileNotFoundError(f"{manager.directory} holds no checkpoint: train first, or check --workdir.")
+    config = ml_collections.ConfigDict(manager.read_meta(saved)["config"])
+    config.num_devices = 1
+    info = data.data_info(config)
+    method, nets, _, state = train.build(config, info, step.make_mesh(1))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    state, _ = manager.restore(abstract, saved)
+  finally:
+    manager.close()
+  return config, info, method, nets, state
+
+
+def render_checkpoint(workdir: str, out: str = "", count: int = 8, step_: int | None = None) -> list[str]:
+  """Renders the method's mixing with the checkpoint at `step_` (default: the latest) of `workdir`.
+
+  Returns:
+    The paths written (a PNG and a JSON), or [] for a method that mixes no images (ERM, ManifoldMix).
+
+  Raises:
+    FileNotFoundError: the workdir has no checkpoint.
+  """
+  config, info, method, nets, state = load_run(workdir, step_)
+  saved = int(step.host_value(state.step))
+  images, labels = first_test_images(data.InputPipeline(config, info), count)
+  rendered = render(make_previewer(method, nets, info, config.seed), state, images, labels, info)
+  if rendered is None:
+    print(f"config.method = {config.method!r} mixes no images: nothing to render.")
+    return []
+  grid, result = rendered
+  out = out or os.path.join(workdir, "pictures")
+  tf.io.gfile.makedirs(out)
+  png = os.path.join(out, f"mixing_step{saved}.png")
+  tf.io.write_file(png, tf.io.encode_png(grid))
+  described = {"method": config.method, "step": saved, "labels": result.labels.tolist(), "lams": result.lams.tolist()}
+  with tf.io.gfile.GFile(os.path.join(out, f"mixing_step{saved}.json"), "w") as f:
+    json.dump(described, f, indent=1)
+  return [png, os.path.join(out, f"mixing_step{saved}.json")]
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workdir", required=True, help="the run's workdir (with checkpoints/)")
+  parser.add_argument("--out", default="", help="output directory (default: WORKDIR/pictures)")
+  parser.add_argument("--count", type=int, default=8, help="test images to mix")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  args = parser.parse_args(argv)
+  try:
+    for path in render_checkpoint(args.workdir, args.out, args.count, args.step):
+      print(f"wrote {path}")
+  except FileNotFoundError as error:
+    parser.exit(1, f"error: {error}\n")
+
+
+if __name__ == "__main__":
+  main()

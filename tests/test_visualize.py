@@ -1,0 +1,64 @@
+"""Pictures of the mixing: TensorBoard images during training and PNGs of a saved checkpoint."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from conftest import tiny_config
+
+from adamix_jax import data, step, train, visualize
+
+
+def _tensorboard_images(workdir):
+  images = {}
+  directory = os.path.join(workdir, "tensorboard")
+  for name in os.listdir(directory):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+      for value in event.summary.value:
+        if value.tag == "mixing/samples_and_masks":
+          png = tf.make_ndarray(value.tensor)[2]  # [width, height, encoded PNG]
+          images[event.step] = tf.io.decode_png(png).numpy()
+  return images
+
+
+def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp_path):
+  config = tiny_config(tfds_dir, method="adautomix", num_epochs=1, **{"log.images_every_steps": 4})
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  pictures = _tensorboard_images(workdir)
+  assert sorted(pictures) == [4, 8]  # 10 steps, every 4.
+  assert pictures[8].shape == ((1 + 3) * 28, 8 * 28, 3) and pictures[8].dtype == np.uint8  # Mixed + N = 3 masks.
+  assert not np.array_equal(pictures[4], pictures[8])  # The same plan, a generator that moved.
+
+  paths = visualize.render_checkpoint(workdir, count=6)
+  grid = tf.io.decode_png(tf.io.read_file(paths[0])).numpy()
+  assert grid.shape == (4 * 28, 6 * 28, 3) and grid[:28].std() > 10  # Real images on top.
+  masks = grid[28:, :, 0].reshape(3, 28, 6 * 28).astype(np.float32) / 255
+  np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=3 * 1.5 / 255)  # Each pixel's weights sum to one.
+  with open(paths[1]) as f:
+    described = json.load(f)
+  assert described["step"] == 10 and np.allclose(np.sum(described["lams"], axis=0), 1.0)
+
+  # The same from Python: the masks themselves, before rounding to pixels.
+  info = data.data_info(config)
+  method, nets, _, state = train.build(config, info, step.make_mesh(1))
+  images, labels = visualize.first_test_images(data.InputPipeline(config, info), 5)
+  _, result = visualize.render(visualize.make_previewer(method, nets, info, 0), state, images, labels, info)
+  assert result.masks.shape == (5, 28, 28, 3) and result.masks.min() >= 0
+  np.testing.assert_allclose(result.masks.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_methods_without_pictures_render_nothing(tfds_dir, tmp_path, capsys):
+  config = tiny_config(tfds_dir, num_epochs=1, **{"log.images_every_steps": 4})
+  train.train_and_evaluate(config, str(tmp_path))
+  assert visualize.render_checkpoint(str(tmp_path)) == []
+  assert "mixes no images" in capsys.readouterr().out
+
+
+def test_visualize_without_checkpoint_fails_clearly(tmp_path, capsys):
+  import pytest
+
+  with pytest.raises(SystemExit) as exit_info:
+    visualize.main(["--workdir", str(tmp_path)])
+  assert exit_info.value.code == 1 and "holds no checkpoint" in capsys.readouterr().err

@@ -21,4 +21,5 @@ def get_config():
   config.optimizer.lr = 0.1
   config.eval.median_of_last = 1
   config.log.every_steps = 20
+  config.log.images_every_steps = 100  # TensorBoard pictures of the mixing (with --config.method=adautomix).
   return config

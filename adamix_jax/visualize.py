@@ -48,13 +48,7 @@ def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.
 
 def first_test_images(pipeline: data.InputPipeline, count: int) -> tuple[np.ndarray, np.ndarray]:
   """The first `count` images and labels of this process's evaluation split (a fixed set)."""
-  images, labels = [], []
-  for batch in pipeline.eval_batches():
-    images.append(batch["images"][batch["mask"]])
-    labels.append(batch["labels"][batch["mask"]])
-    if sum(len(x) for x in images) >= count:
-      break
-  return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+  return pipeline.first_eval_examples(count)
 
 
 def load_run(workdir: str, step_: int | None = None):

@@ -118,3 +118,14 @@ def test_input_slices_make_batches_independent_of_the_process_count(tfds_dir):
   assert not np.array_equal(default[0]["labels"], single[0]["labels"])
   with pytest.raises(ConfigError, match="input_slices = 3 must be at most 1000 and a multiple of the 2"):
     validate(tiny_config(tfds_dir, **{"data.input_slices": 3}), 1, process_count=2)
+
+
+def test_reading_the_first_test_images_leaves_evaluation_whole(tfds_dir):
+  config = tiny_config(tfds_dir)
+  pipeline = _pipeline(config)
+  images, labels = pipeline.first_eval_examples(8)
+  assert images.shape == (8, 28, 28, 1) and labels.shape == (8,)
+  counted = sum(int(batch["mask"].sum()) for batch in pipeline.eval_batches())
+  assert counted == 100  # A partly read cache once truncated evaluation to the first batch.
+  first = next(pipeline.eval_batches())
+  assert np.array_equal(first["images"][:8], images)

@@ -178,6 +178,7 @@ def _load(config, split: str, limit: int, index: int, count: int) -> tf.data.Dat
   """Slice `index` of `count` even slices of the first `limit` (0: all) examples of `split`: (image, label).
 
   Images are uint8 [H, W, C] for fixed-size tfds datasets and encoded bytes otherwise; the order is fixed.
+  Not cached: the pipeline caches what it reads through to the end (a partly read cache is unsafe).
   """
   spec = DATASETS[config.data.name]
   if spec.source == "image_folder":
@@ -193,7 +194,7 @@ def _load(config, split: str, limit: int, index: int, count: int) -> tf.data.Dat
       split=process_split, as_supervised=True, shuffle_files=False, decoders=decoders
     )
     ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.cache() if config.data.cache else ds
+  return ds
 
 
 def num_eval_batches(info: DataInfo, config: ml_collections.ConfigDict, process_count: int = 1) -> int:
@@ -240,8 +241,12 @@ class InputPipeline:
     per_process = input_slices(config, process_count) // process_count
     limit = config.data.max_train_examples
     self._slice_ids = range(process_index * per_process, (process_index + 1) * per_process)
-    self._train = [_load(config, spec.train_split, limit, k, per_process * process_count) for k in self._slice_ids]
-    self._eval = _load(config, spec.eval_split, config.data.max_eval_examples, process_index, process_count)
+    cache = (lambda ds: ds.cache()) if config.data.cache else (lambda ds: ds)
+    self._train = [
+      cache(_load(config, spec.train_split, limit, k, per_process * process_count)) for k in self._slice_ids
+    ]
+    self._eval_source = _load(config, spec.eval_split, config.data.max_eval_examples, process_index, process_count)
+    self._eval = cache(self._eval_source)
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The process's training batches of one epoch, from batch `start_batch` on.
@@ -277,6 +282,17 @@ class InputPipeline:
     for images, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
       yield {"images": images, "labels": labels}
 
+  def _eval_examples(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+    """(image uint8 [H, W, C] as the model sees it, label, True) for each example of `ds`."""
+    config, size = self.config, self.info.image_shape[0]
+    if self._encoded or config.data.image_size:
+      resize_to, method = config.data.eval_resize or size, config.data.resize_method
+      return ds.map(
+        lambda image, label: (augment.eval_image(image, size, resize_to, method, self._encoded), label, True),
+        num_parallel_calls=tf.data.AUTOTUNE,
+      )
+    return ds.map(lambda image, label: (image, label, True))
+
   def eval_batches(self) -> Iterator[dict[str, np.ndarray]]:
     """Every evaluation example of this process exactly once, in order, padded to whole batches.
 
@@ -284,18 +300,18 @@ class InputPipeline:
       {"images": uint8 [b, H, W, C], "labels": int32 [b], "mask": bool [b]}; mask is False on padding.
       Every process yields the same number of batches (`num_eval_batches`).
     """
-    config, size = self.config, self.info.image_shape[0]
-    local_batch = config.eval_batch_size // self.process_count
-    if self._encoded or config.data.image_size:
-      resize_to, method = config.data.eval_resize or size, config.data.resize_method
-      ds = self._eval.map(
-        lambda image, label: (augment.eval_image(image, size, resize_to, method, self._encoded), label, True),
-        num_parallel_calls=tf.data.AUTOTUNE,
-      )
-    else:
-      ds = self._eval.map(lambda image, label: (image, label, True))
-    total = num_eval_batches(self.info, config, self.process_count) * local_batch
+    local_batch = self.config.eval_batch_size // self.process_count
+    total = num_eval_batches(self.info, self.config, self.process_count) * local_batch
     padding = tf.data.Dataset.from_tensors((tf.zeros(self.info.image_shape, tf.uint8), 0, False))
-    ds = ds.concatenate(padding.repeat()).take(total)
+    ds = self._eval_examples(self._eval).concatenate(padding.repeat()).take(total)
     for images, labels, mask in ds.batch(local_batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
       yield {"images": images, "labels": labels, "mask": mask}
+
+  def first_eval_examples(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` evaluation images (uint8 [k, H, W, C]) and labels of this process.
+
+    Read past the cache: stopping early inside a cached dataset would leave a truncated cache behind.
+    """
+    ds = self._eval_examples(self._eval_source).take(count).batch(count)
+    images, labels, _ = next(ds.as_numpy_iterator())
+    return images, labels

@@ -127,6 +127,15 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def set_path(config: ml_collections.ConfigDict, key: str, value) -> None:
+  """config[a][b][c] = value for key "a.b.c", as `--config.a.b.c=value` would set it."""
+  node = config
+  *parents, leaf = key.split(".")
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value
+
+
 def random_resized_crop_recipe(
   config: ml_collections.ConfigDict, image_size: int, eval_resize: int = 0, resize_method: str = "bilinear"
 ) -> None:

@@ -183,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   pictures = None  # Process 0 draws the method's mixing of fixed test images to TensorBoard every K steps.
   if is_main and config.log.images_every_steps:
     previewer = visualize.make_previewer(method, nets, info, config.seed)
-    pictures = (previewer, *visualize.first_test_images(pipeline, config.log.image_count))
+    pictures = (previewer, *pipeline.first_eval_examples(config.log.image_count))
 
   def draw() -> None:
     rendered = visualize.render(pictures[0], state, *pictures[1:], info)

@@ -46,11 +46,6 @@ def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.
   return gallery.mixed_sample_grid(result, info.mean, info.std, count=len(images)), result
 
 
-def first_test_images(pipeline: data.InputPipeline, count: int) -> tuple[np.ndarray, np.ndarray]:
-  """The first `count` images and labels of this process's evaluation split (a fixed set)."""
-  return pipeline.first_eval_examples(count)
-
-
 def load_run(workdir: str, step_: int | None = None):
   """A saved run, ready to look at: (config, data info, method, networks, state at `step_` or the latest).
 
@@ -84,7 +79,7 @@ def render_checkpoint(workdir: str, out: str = "", count: int = 8, step_: int | 
   """
   config, info, method, nets, state = load_run(workdir, step_)
   saved = int(step.host_value(state.step))
-  images, labels = first_test_images(data.InputPipeline(config, info), count)
+  images, labels = data.InputPipeline(config, info).first_eval_examples(count)
   rendered = render(make_previewer(method, nets, info, config.seed), state, images, labels, info)
   if rendered is None:
     print(f"config.method = {config.method!r} mixes no images: nothing to render.")

@@ -12,7 +12,7 @@ jax.config.update("jax_platforms", "cpu")
 import pytest  # noqa: E402
 
 from adamix_jax import data  # noqa: E402
-from adamix_jax.config import base_config  # noqa: E402
+from adamix_jax.config import base_config, set_path  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +40,5 @@ def tiny_config(data_dir: str, **overrides):
   config.log.progress = False
   config.log.every_steps = 1
   for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+    set_path(config, key, value)
   return config

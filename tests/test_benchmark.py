@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from adamix_jax import benchmark
 
 
@@ -20,8 +22,6 @@ def test_benchmark_tiny_preset_writes_results(tfds_dir, tmp_path):
 
 
 def test_benchmark_rejects_unknown_methods(capsys):
-  import pytest
-
   with pytest.raises(SystemExit):
     benchmark.main(["--methods", "erm,puzzlemix"])
   assert "unknown methods puzzlemix. Valid choices: erm, mixup" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from test_image_data import write_folder_dataset
 from test_pretrained import _torchvision_state
 
 from adamix_jax import data, step, train
-from adamix_jax.config import ConfigError, validate
+from adamix_jax.config import ConfigError, set_path, validate
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -79,11 +79,7 @@ def _shrink(config, data_dir, **overrides):
   config.batch_size, config.eval_batch_size, config.num_epochs = 6, 12, 1
   config.eval.median_of_last, config.log.progress = 1, False
   for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+    set_path(config, key, value)
   return config
 
 

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
@@ -43,7 +44,7 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
   # The same from Python: the masks themselves, before rounding to pixels.
   info = data.data_info(config)
   method, nets, _, state = train.build(config, info, step.make_mesh(1))
-  images, labels = visualize.first_test_images(data.InputPipeline(config, info), 5)
+  images, labels = data.InputPipeline(config, info).first_eval_examples(5)
   _, result = visualize.render(visualize.make_previewer(method, nets, info, 0), state, images, labels, info)
   assert result.masks.shape == (5, 28, 28, 3) and result.masks.min() >= 0
   np.testing.assert_allclose(result.masks.sum(axis=-1), 1.0, rtol=1e-5)
@@ -57,8 +58,6 @@ def test_methods_without_pictures_render_nothing(tfds_dir, tmp_path, capsys):
 
 
 def test_visualize_without_checkpoint_fails_clearly(tmp_path, capsys):
-  import pytest
-
   with pytest.raises(SystemExit) as exit_info:
     visualize.main(["--workdir", str(tmp_path)])
   assert exit_info.value.code == 1 and "holds no checkpoint" in capsys.readouterr().err

@@ -89,12 +89,6 @@ class ManifoldMix(StaticMixup):
 
   name = "manifoldmix"
 
-  def preview(self, nets, state, images, labels, rng):
-    if self.name not in mixing.OPERATORS:  # ManifoldMix mixes hidden features: nothing to look at.
-      return None
-    plan = mixing.sample_plan(jax.random.split(rng)[0], labels.shape[0], self.config.mixup.alpha)
-    return self.operator()(images, labels, plan)
-
   def forward(self, nets, variables, batch, plan, rng):
     stages = jnp.asarray(self.config.mixup.manifoldmix_stages)
     stage = stages[jax.random.randint(rng, (), 0, len(stages))]

@@ -1,6 +1,8 @@
 """Test set-up: 8 emulated CPU devices, the embedded dataset prepared once, and a tiny config."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,6 +15,23 @@ import pytest  # noqa: E402
 
 from adamix_jax import data  # noqa: E402
 from adamix_jax.config import base_config, set_path  # noqa: E402
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the whole run: the test workers and the training processes
+  they start share it, so a program compiled once (the same tiny step in many runs) is loaded after."""
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="adamix_jax_test_xla_")
+    config.stash[_OWN_CACHE] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE in config.stash:
+    shutil.rmtree(config.stash[_OWN_CACHE], ignore_errors=True)
+
+
+_OWN_CACHE = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
-"""The notebooks run top to bottom (as committed: without outputs) on CPU, each within 3 minutes."""
+"""The notebooks run top to bottom (as committed: without outputs) on CPU, offline."""
 
 import os
-import time
 
 import nbformat
 import pytest
@@ -18,6 +17,4 @@ def test_notebook_runs(name, tfds_dir, monkeypatch):
   assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), "commit without outputs"
   monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)  # The embedded dataset, already prepared; nothing downloaded.
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  start = time.perf_counter()
   NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS}}).execute()
-  assert time.perf_counter() - start < 180, f"{name} took {time.perf_counter() - start:.0f} s"

@@ -1,10 +1,12 @@
 """The input pipeline: the embedded dataset, determinism and resume, evaluation coverage, offline errors."""
 
+import shutil
 import socket
 import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import tiny_config
 
 from adamix_jax import data
@@ -129,3 +131,23 @@ def test_reading_the_first_test_images_leaves_evaluation_whole(tfds_dir):
   assert counted == 100  # A partly read cache once truncated evaluation to the first batch.
   first = next(pipeline.eval_batches())
   assert np.array_equal(first["images"][:8], images)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_disk_is_read_once_with_data_cache(tfds_dir, tmp_path, cache):
+  """With `data.cache`, epochs and evaluations after the first come from memory; without it, every pass
+  reads the disk (tfds's own cache of small splits stays off: it held them twice, and reading the first
+  test images left it half read)."""
+  data_dir = shutil.copytree(tfds_dir, tmp_path / "tfds")
+  config = tiny_config(str(data_dir), **{"data.max_eval_examples": 500, "eval_batch_size": 250, "data.cache": cache})
+  pipeline = _pipeline(config)
+  pipeline.first_eval_examples(6)
+  first_eval = [batch["labels"] for batch in pipeline.eval_batches()]
+  first_epoch = [batch["labels"] for batch in pipeline.train_batches(0)]
+  shutil.rmtree(data_dir)
+  if not cache:
+    with pytest.raises(tf.errors.NotFoundError):
+      next(pipeline.eval_batches())
+    return
+  assert all(np.array_equal(a["labels"], b) for a, b in zip(pipeline.eval_batches(), first_eval, strict=True))
+  assert all(np.array_equal(a["labels"], b) for a, b in zip(pipeline.train_batches(0), first_epoch, strict=True))

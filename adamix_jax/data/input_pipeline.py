@@ -191,7 +191,11 @@ def _load(config, split: str, limit: int, index: int, count: int) -> tf.data.Dat
     process_split = tfds.even_splits(_split(split, limit), n=count)[index]
     decoders = {"image": tfds.decode.SkipDecoding()} if _encoded(spec) else None
     ds = prepared_builder(config).as_dataset(
-      split=process_split, as_supervised=True, shuffle_files=False, decoders=decoders
+      split=process_split,
+      as_supervised=True,
+      shuffle_files=False,
+      decoders=decoders,
+      read_config=tfds.ReadConfig(try_autocache=False),  # One cache, ours (`data.cache`), read to its end.
     )
     ds = ds.map(lambda image, label: (image, tf.cast(label, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
   return ds
@@ -247,6 +251,7 @@ class InputPipeline:
     ]
     self._eval_source = _load(config, spec.eval_split, config.data.max_eval_examples, process_index, process_count)
     self._eval = cache(self._eval_source)
+    self._num_local_eval = int(self._eval_source.cardinality())  # Known: tfds asserts it, folders list it.
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The process's training batches of one epoch, from batch `start_batch` on.
@@ -303,7 +308,8 @@ class InputPipeline:
     local_batch = self.config.eval_batch_size // self.process_count
     total = num_eval_batches(self.info, self.config, self.process_count) * local_batch
     padding = tf.data.Dataset.from_tensors((tf.zeros(self.info.image_shape, tf.uint8), 0, False))
-    ds = self._eval_examples(self._eval).concatenate(padding.repeat()).take(total)
+    # Padded to whole batches, not cut with take(): the cache must be read to its end to be kept.
+    ds = self._eval_examples(self._eval).concatenate(padding.repeat(total - self._num_local_eval))
     for images, labels, mask in ds.batch(local_batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
       yield {"images": images, "labels": labels, "mask": mask}
 

@@ -13,6 +13,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from adamix_jax.step import host_value
 from adamix_jax.train_state import TrainState
 
 BEST_METRIC = "reported_top1"
@@ -48,7 +49,7 @@ class Checkpoints:
       reported_top1: the run's reported accuracy at this point, which ranks the best checkpoint; None for
         saves between evaluations.
     """
-    step = int(state.step.addressable_data(0))  # Replicated: every process reads its own copy.
+    step = int(host_value(state.step))  # Replicated: every process reads its own copy.
     metrics = None if reported_top1 is None else {BEST_METRIC: reported_top1}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     self.manager.save(step, args=args, metrics=metrics, force=True)

@@ -194,3 +194,9 @@ def mix(images: jax.Array, perms: jax.Array, masks: jax.Array) -> jax.Array:
   sources = images[perms]  # [N, B, H, W, C]
   weights = jnp.moveaxis(masks, -1, 0)[..., None] if masks.ndim == 4 else masks[:, None, None, None, None]
   return jnp.sum(weights * sources, axis=0).astype(images.dtype)
+
+
+def mix_sources(images: jax.Array, labels: jax.Array, perms: jax.Array, lams: jax.Array, masks: jax.Array) -> MixResult:
+  """The MixResult of `mix`: labels [B], perms [N, B], lams [N] (one weight per source), masks [B, H, W, N]."""
+  per_example = jnp.broadcast_to(lams[:, None], perms.shape)
+  return MixResult(mix(images, perms, masks), labels[perms], per_example, masks)

@@ -42,9 +42,14 @@ def shard_batch(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax
   return {key: jax.make_array_from_process_local_data(sharding, value) for key, value in local_batch.items()}
 
 
+def local_replica(tree):
+  """This process's copy of replicated values: the arrays on its first device (no collectives)."""
+  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
 def host_value(tree):
-  """numpy copies of replicated device values, read from this process's first shard (works on every host)."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree)
+  """numpy copies of replicated device values, read from this process's replica (works on every host)."""
+  return jax.device_get(local_replica(tree))
 
 
 def replicate(mesh: Mesh, tree):

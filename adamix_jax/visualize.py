@@ -32,14 +32,9 @@ def make_previewer(method, nets, info: data.DataInfo, seed: int):
   return jax.jit(preview)
 
 
-def local_copy(state):
-  """This process's replica of a replicated state, as arrays on its first device (no collectives)."""
-  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, state)
-
-
 def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.DataInfo):
   """(uint8 grid [(1 + K) H, k W, 3], MixResult on the host) of the state's mixing, or None if it mixes nothing."""
-  result = previewer(local_copy(state), images, labels)
+  result = previewer(step.local_replica(state), images, labels)
   if result is None:
     return None
   result = MixResult(*jax.device_get(tuple(result)))
@@ -87,12 +82,12 @@ def render_checkpoint(workdir: str, out: str = "", count: int = 8, step_: int | 
   grid, result = rendered
   out = out or os.path.join(workdir, "pictures")
   tf.io.gfile.makedirs(out)
-  png = os.path.join(out, f"mixing_step{saved}.png")
+  png, record = (os.path.join(out, f"mixing_step{saved}.{ext}") for ext in ("png", "json"))
   tf.io.write_file(png, tf.io.encode_png(grid))
   described = {"method": config.method, "step": saved, "labels": result.labels.tolist(), "lams": result.lams.tolist()}
-  with tf.io.gfile.GFile(os.path.join(out, f"mixing_step{saved}.json"), "w") as f:
+  with tf.io.gfile.GFile(record, "w") as f:
     json.dump(described, f, indent=1)
-  return [png, os.path.join(out, f"mixing_step{saved}.json")]
+  return [png, record]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,8 @@ import pytest  # noqa: E402
 from adamix_jax import data  # noqa: E402
 from adamix_jax.config import base_config, set_path  # noqa: E402
 
+_OWN_CACHE = pytest.StashKey[str]()  # The cache directory this run made (and removes at the end).
+
 
 def pytest_configure(config):
   """One persistent XLA compilation cache for the whole run: the test workers and the training processes
@@ -29,9 +31,6 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
   if _OWN_CACHE in config.stash:
     shutil.rmtree(config.stash[_OWN_CACHE], ignore_errors=True)
-
-
-_OWN_CACHE = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from adamix_jax import generators, losses
 from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, teacher_features, train_pass
-from adamix_jax.mixing import MixResult, mix
+from adamix_jax.mixing import mix, mix_sources
 from adamix_jax.models.layers import replay_batch_norm_update
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
@@ -119,8 +119,7 @@ class AdAutoMix(Method):
     features = teacher_features(nets, state, images, self.config.generator.feature_stage)
     generator_stats = state.batch_stats.get("generator")
     masks, _ = self._masks(nets, state.params, generator_stats, features, plan.mb_perms, plan.mb_lams)
-    lams = jnp.broadcast_to(plan.mb_lams[:, None], plan.mb_perms.shape)
-    return MixResult(mix(images, plan.mb_perms, masks), labels[plan.mb_perms], lams, masks)
+    return mix_sources(images, labels, plan.mb_perms, plan.mb_lams, masks)
 
   def _masks(self, nets, params, generator_stats, features, perms, lams):
     """Generator masks [B, H, W, N] for features[perms] and the generator's updated BN statistics (or None)."""

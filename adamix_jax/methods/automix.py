@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from adamix_jax import generators, losses
 from adamix_jax.methods.adautomix import AdAutoMixPlan
 from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, teacher_features, train_pass
-from adamix_jax.mixing import MixResult, mix
+from adamix_jax.mixing import mix, mix_sources
 
 
 def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> AdAutoMixPlan:
@@ -54,8 +54,7 @@ class AutoMix(Method):
     plan = self.sample_plan(rng, labels.shape[0])
     features = teacher_features(nets, state, images, self.config.generator.feature_stage)
     masks = nets.generator.apply({"params": state.params["generator"]}, features[plan.mb_perms], plan.mb_lams[0])
-    lams = jnp.broadcast_to(plan.mb_lams[:, None], plan.mb_perms.shape)
-    return MixResult(mix(images, plan.mb_perms, masks), labels[plan.mb_perms], lams, masks)
+    return mix_sources(images, labels, plan.mb_perms, plan.mb_lams, masks)
 
   def loss(self, nets, params, state, batch, rng):
     options = self.config.automix

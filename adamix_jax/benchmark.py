@@ -29,7 +29,9 @@ import jax
 import numpy as np
 
 from adamix_jax import config as config_lib
-from adamix_jax import data, step, train
+from adamix_jax import data, steps
+from adamix_jax.experiment import make_experiment
+from adamix_jax.sharding import host_value, make_mesh, shard_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,26 +122,29 @@ class _Candidate:
   times: list = dataclasses.field(default_factory=list)
   loss: float = float("nan")
 
-  def run(self, steps: int, timed: bool) -> None:
-    for _ in range(steps):
+  def run(self, num_steps: int, timed: bool) -> None:
+    for _ in range(num_steps):
       batch = self.batches[len(self.times) % len(self.batches)]
       start = time.perf_counter()
       self.state, metrics = self.compiled(self.state, batch)
       jax.block_until_ready((self.state, metrics))
       if timed:
         self.times.append(time.perf_counter() - start)
-    self.loss = float(step.host_value(metrics["loss"]))
+    self.loss = float(host_value(metrics["loss"]))
 
 
 def compile_step(config, preset: Preset) -> _Candidate:
   """Builds one method's real training step, compiles it (timed) and runs its warm-up steps."""
-  mesh = step.make_mesh(config.num_devices)
+  mesh = make_mesh(config.num_devices)
   config_lib.validate(config, mesh.size)
   info = data.data_info(config)
-  method, nets, tx, state = train.build(config, info, mesh)
-  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10_000)
+  experiment = make_experiment(config, info, mesh)
+  state = experiment.init()
+  train_step = steps.make_train_step(
+    experiment.method, experiment.nets, experiment.tx, config, info, mesh, total_steps=10_000
+  )
   pipeline = data.InputPipeline(config, info)
-  batches = [step.shard_batch(mesh, batch) for _, batch in zip(range(8), pipeline.train_batches(0), strict=False)]
+  batches = [shard_batch(mesh, batch) for _, batch in zip(range(8), pipeline.train_batches(0), strict=False)]
   start = time.perf_counter()
   compiled = train_step.lower(state, batches[0]).compile()
   compile_s = time.perf_counter() - start
@@ -193,27 +198,27 @@ def pipeline_throughput(config, preset: Preset) -> float:
 def data_wait_fraction(candidate: _Candidate, loop_steps: int) -> dict[str, float]:
   """The share of the training loop spent waiting for the next batch, in train.py's dispatch order."""
   state, compiled, mesh, pipeline = candidate.state, candidate.compiled, candidate.mesh, candidate.pipeline
-  waited, steps, pending = 0.0, 0, None
+  waited, dispatched, pending = 0.0, 0, None
   start = time.perf_counter()
   epoch = 1
-  while steps < loop_steps:
+  while dispatched < loop_steps:
     batches = pipeline.train_batches(epoch)
-    while steps < loop_steps:
+    while dispatched < loop_steps:
       wait_start = time.perf_counter()
       batch = next(batches, None)
       if batch is None:
         break
-      sharded = step.shard_batch(mesh, batch)
+      sharded = shard_batch(mesh, batch)
       waited += time.perf_counter() - wait_start
       state, metrics = compiled(state, sharded)
       if pending is not None:
         float(pending["loss"])  # Read step t's metrics after step t + 1 is dispatched, as train.py does.
-      pending, steps = metrics, steps + 1
+      pending, dispatched = metrics, dispatched + 1
     epoch += 1
   float(pending["loss"])
   candidate.state = state
   total = time.perf_counter() - start
-  return {"data_wait_fraction": waited / total, "loop_images_per_s": steps * candidate.config.batch_size / total}
+  return {"data_wait_fraction": waited / total, "loop_images_per_s": dispatched * candidate.config.batch_size / total}
 
 
 def run(

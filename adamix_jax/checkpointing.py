@@ -9,11 +9,10 @@ resumes from the previous one. Restoring places the arrays on whatever mesh the 
 import os
 from typing import Any
 
-import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from adamix_jax.step import host_value
+from adamix_jax.sharding import host_value
 from adamix_jax.train_state import TrainState
 
 BEST_METRIC = "reported_top1"
@@ -22,17 +21,24 @@ BEST_METRIC = "reported_top1"
 class Checkpoints:
   """Saves and restores the checkpoints of one workdir."""
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, *, keep: int = 3, asynchronous: bool = True):
+    """Opens WORKDIR/checkpoints (created on the first save).
+
+    Args:
+      workdir: the run's directory (local or a gs:// path).
+      keep: latest checkpoints kept, in addition to the best one (`config.checkpoint.keep`).
+      asynchronous: write saves in the background (`config.checkpoint.asynchronous`).
+    """
     local = "://" not in workdir  # gs:// and other remote paths are used as they are.
     self.directory = os.path.join(os.path.abspath(workdir) if local else workdir, "checkpoints")
     preservation = policies.AnyPreservationPolicy(
       [
-        policies.LatestN(n=config.checkpoint.keep),
+        policies.LatestN(n=keep),
         policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1, keep_checkpoints_without_metrics=False),
       ]
     )
     options = ocp.CheckpointManagerOptions(
-      enable_async_checkpointing=config.checkpoint.asynchronous,
+      enable_async_checkpointing=asynchronous,
       preservation_policy=preservation,
       cleanup_tmp_directories=True,
     )

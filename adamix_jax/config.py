@@ -8,8 +8,9 @@ import os
 
 import ml_collections
 
-from adamix_jax import distributed, methods, models
+from adamix_jax import distributed, generators, losses, methods, models
 from adamix_jax.data import augment, datasets, input_pipeline
+from adamix_jax.methods import adautomix
 
 
 class ConfigError(ValueError):
@@ -52,10 +53,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "cifar_resnet18"  # One of adamix_jax.models.BACKBONES.
   config.model.width = 0  # Base channel count; 0: the architecture's published width.
-  config.model.init = "official"  # "official" (ADAUTOMIX.md A.1) or "flax" (Flax's defaults).
+  config.model.init = "official"  # "official" (docs/method.md#initialisation) or "flax".
   config.model.pretrained = ""  # .npz of torchvision ResNet weights for the backbone (models/pretrained.py).
   config.model.sync_batch_norm = False  # Normalise with statistics of the global batch, not each device's.
-  config.model.dtype = "float32"  # Compute dtype; parameters stay float32.
+  config.model.dtype = "float32"  # Compute dtype (models.DTYPES); parameters stay float32.
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.lr = 0.1  # At batch_size 100, as the paper; not rescaled automatically.
@@ -74,14 +75,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.mixup.manifoldmix_stages = (0, 1, 2)  # ManifoldMix: inputs of stages 1-3 it may mix (0: after the stem).
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.dm = ml_collections.ConfigDict()  # Decoupled Mixup (ADAUTOMIX.md B.1); eta = 0 turns it off.
+  config.loss.dm = ml_collections.ConfigDict()  # docs/method.md#decoupled-mixup; eta = 0 turns it off.
   config.loss.dm.eta = 0.0
   config.loss.dm.mode = "both"  # "both", "less" (minority source only) or "more" (majority only).
   config.loss.dm.lam_power = 1.0  # eta_i = eta * lam_i ** lam_power.
   config.loss.dm.threshold = 0.5  # Minority/majority boundary of "less"/"more".
   config.loss.dm.official_pairing = False  # Reproduce the official eta-to-class pairing by row 0's class order.
 
-  config.adautomix = ml_collections.ConfigDict()  # ADAUTOMIX.md A; the defaults are the official CIFAR ones.
+  config.adautomix = ml_collections.ConfigDict()  # docs/method.md#adautomix; official CIFAR defaults.
   config.adautomix.num_mix = 3  # N, images mixed per sample (2 or more).
   config.adautomix.random_num = False  # Draw N uniformly from {2, ..., num_mix} every iteration (is_random).
   config.adautomix.beta = 0.3  # Weight of the adversarial CE against the cosine term (beta_radio).
@@ -90,10 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
     0.03  # Classifier batch falls back to constant masks when lambda_1 is this close to 0 or 1.
   )
   config.adautomix.adversarial_period = 2  # Steps 0, P, 2P, ... are adversarial; the others cooperative.
-  config.adautomix.cosine_term = "minimize_similarity"  # Official sign (G1); "maximize_similarity" uses 1 - S.
+  config.adautomix.cosine_term = "minimize_similarity"  # The official sign; "maximize_similarity": 1 - S.
 
-  config.automix = ml_collections.ConfigDict()  # ADAUTOMIX.md C (OpenMixup AutoMixup, CIFAR defaults).
-  config.automix.lam_margin = 0.08  # Classifier batch falls back to vanilla mixup when lambda is this close to 0 or 1.
+  config.automix = ml_collections.ConfigDict()  # docs/method.md#automix (OpenMixup's CIFAR defaults).
+  config.automix.lam_margin = 0.08  # Classifier batch: vanilla mixup when lambda is this close to 0 or 1.
   config.automix.mask_loss = 0.1  # Weight of the mask loss.
   config.automix.mask_margin = 0.1  # The mask loss ignores area errors up to this margin.
 
@@ -104,10 +105,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.generator.upsample_mode = "bilinear"  # "bilinear" or "nearest", up to the image size.
   config.generator.attention_norm = False  # BN after the q/k convolutions (ImageNet R50).
 
-  config.ema = ml_collections.ConfigDict()  # The EMA teacher (ADAUTOMIX.md A.6); parameters only.
+  config.ema = ml_collections.ConfigDict()  # docs/method.md#the-ema-teacher
   config.ema.momentum = 0.999  # Held for the first adjust_start fraction of training.
   config.ema.end_momentum = 0.999999  # Reached by cosine at the last step.
   config.ema.adjust_start = 0.1  # Fraction of training after which the cosine schedule applies.
+  # ERM and the static mixups have no teacher: track = True also keeps an EMA of their classifier (parameters
+  # and BatchNorm statistics) and evaluates it as ema/*. AdAutoMix and AutoMix always have one.
+  config.ema.track = False
 
   config.eval = ml_collections.ConfigDict()
   config.eval.every_epochs = 1
@@ -211,7 +215,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
   _choice(config.data.name, datasets.DATASETS, "data.name")
   _choice(config.model.name, models.BACKBONES, "model.name")
   _choice(config.model.init, models.INITS, "model.init")
-  _choice(config.model.dtype, ("float32", "bfloat16", "float16"), "model.dtype")
+  _choice(config.model.dtype, models.DTYPES, "model.dtype")
   if config.model.pretrained and not os.path.isfile(config.model.pretrained):
     raise ConfigError(
       f"config.model.pretrained = {config.model.pretrained!r} is not a file. Give the .npz of torchvision "
@@ -246,7 +250,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
       )
   _positive(config, "mixup.alpha", "mixup.fmix_decay_power")
   _positive(config, "loss.dm.eta", "loss.dm.lam_power", allow_zero=True)
-  _choice(config.loss.dm.mode, ("both", "less", "more"), "loss.dm.mode")
+  _choice(config.loss.dm.mode, losses.DM_MODES, "loss.dm.mode")
   low, high = config.mixup.resizemix_scope
   if not 0 < low <= high <= 1:
     raise ConfigError(f"config.mixup.resizemix_scope = {(low, high)} must satisfy 0 < low <= high <= 1.")
@@ -262,15 +266,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     )
   if config.adautomix.num_mix < 2:
     raise ConfigError(f"config.adautomix.num_mix = {config.adautomix.num_mix} must be >= 2.")
-  _choice(config.adautomix.cosine_term, ("minimize_similarity", "maximize_similarity"), "adautomix.cosine_term")
-  _choice(config.generator.upsample_mode, ("bilinear", "nearest"), "generator.upsample_mode")
+  _choice(config.adautomix.cosine_term, adautomix.COSINE_TERMS, "adautomix.cosine_term")
+  _choice(config.generator.upsample_mode, generators.UPSAMPLE_MODES, "generator.upsample_mode")
   _positive(config, "adautomix.adversarial_period")
   if config.eval.report == "auto":
     return
-  model_name, _, head = config.eval.report.partition("/")
-  heads = methods.METHODS[config.method].head_names
-  if model_name not in ("online", "ema") or head not in heads:
-    valid = [f"{m}/{h}" for m in ("online", "ema") for h in heads]
+  method = methods.METHODS[config.method]
+  network, _, head = config.eval.report.partition("/")
+  networks = ("online", "ema") if method.keeps_ema(config) else ("online",)
+  if network not in networks or head not in method.head_names:
+    valid = [f"{n}/{h}" for n in networks for h in method.head_names]
+    hint = "" if "ema" in networks else " (ema/* needs config.ema.track = True for this method)"
     raise ConfigError(
-      f"config.eval.report = {config.eval.report!r} is not known. Valid choices: auto, {', '.join(valid)}."
+      f"config.eval.report = {config.eval.report!r} is not known. Valid choices: auto, {', '.join(valid)}{hint}."
     )

@@ -6,13 +6,8 @@ grid = mixed_sample_grid(mixed, mean, std)   # uint8 [2 H, count W, 3]
 
 import numpy as np
 
+from adamix_jax.images import denormalize
 from adamix_jax.mixing import MixResult
-
-
-def denormalize(images, mean, std) -> np.ndarray:
-  """Normalised images [..., C] back to uint8 pixels, clipped to [0, 255]."""
-  pixels = (np.asarray(images, np.float32) * np.asarray(std) + np.asarray(mean)) * 255.0
-  return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 
 def mixed_sample_grid(mixed: MixResult, mean, std, count: int = 8) -> np.ndarray:

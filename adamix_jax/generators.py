@@ -1,4 +1,5 @@
-"""Mask generators: AdAutoMix's `AdaptiveMask` (ADAUTOMIX.md A.3) and AutoMix's Mix Block (section C).
+"""Mask generators: AdAutoMix's `AdaptiveMask` and AutoMix's Mix Block (docs/method.md#the-generator-adaptivemask,
+docs/method.md#automix).
 
 Both read EMA-teacher features of the images to mix and return masks at image resolution. Layouts are
 NHWC: features [N, B, h, w, C] (one map per image to mix), masks [B, H, W, N]. The 1x1 convolutions are

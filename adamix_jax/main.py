@@ -10,11 +10,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Quiet TensorFlow's start-up banners (it only feeds data).
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from adamix_jax import config as config_lib  # noqa: E402
-from adamix_jax import data, distributed, train  # noqa: E402
+from adamix_jax import config as config_lib
+from adamix_jax import data, distributed, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, optionally with a variant: FILE.py:VARIANT.", lock_config=True

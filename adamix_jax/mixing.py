@@ -8,7 +8,7 @@ Layouts follow OpenMixup (`openmixup/models/utils/augments/`); where they differ
 
     plan = sample_plan(key, batch_size=images.shape[0], alpha=1.0)
     mixed = cutmix(images, labels, plan)
-    loss = losses.mixup_cross_entropy(logits, *mixed.labels, mixed.lams[0])
+    loss = losses.mixup_cross_entropy(logits, mixed.labels, mixed.lams)
 """
 
 from typing import NamedTuple

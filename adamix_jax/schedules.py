@@ -18,7 +18,8 @@ def cosine_per_epoch(base: float, floor: float, steps_per_epoch: int, num_epochs
 
 
 def ema_rate(step, total_steps: int, base: float, end: float, adjust_start: float):
-  """The EMA teacher's update rate 1 - m at iteration `step` (OpenMixup `CosineScheduleHook`, ADAUTOMIX.md A.6).
+  """The EMA teacher's update rate 1 - m at iteration `step` (OpenMixup `CosineScheduleHook`,
+  docs/method.md#the-ema-teacher).
 
   The momentum m is `base` until `adjust_start * total_steps`, then end - (end - base) (cos(pi t / T) + 1) / 2.
   Note t / T, not (t - start) / (T - start): m jumps at the start of the adjustment, as in the original.

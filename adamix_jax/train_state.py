@@ -14,8 +14,6 @@ import optax
 
 from adamix_jax import schedules
 
-PARAM_GROUPS = ("classifier", "generator")
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -24,8 +22,11 @@ class TrainState:
   Attributes:
     step: int32 scalar, iterations done.
     params: {"classifier": backbone + heads, "generator": mask generator (methods that have one)}.
-    ema_params: the EMA teacher, an exponential moving average of params["classifier"].
-    batch_stats: {"classifier": ..., "teacher": ... (only for methods whose step runs the teacher)}.
+    ema_params: the EMA network, an exponential moving average of params["classifier"]: the teacher of
+      AdAutoMix and AutoMix; for the other methods only with `config.ema.track`, else None.
+    batch_stats: {"classifier": ..., "teacher": the EMA network's statistics (updated by the teacher's
+      own passes, or, for methods without a teacher, an EMA of the classifier's), "generator": ... (a
+      generator with BatchNorm)}.
     opt_state: the optax state of the partitioned optimiser.
     rng: uint32 [2] raw key data; the step folds in the step and device index.
   """
@@ -37,10 +38,6 @@ class TrainState:
   opt_state: optax.OptState
   rng: jax.Array
 
-  def teacher_batch_stats(self):
-    """BN statistics to evaluate the teacher with: its own if the method runs it, else the online ones."""
-    return self.batch_stats.get("teacher", self.batch_stats["classifier"])
-
 
 def sgd(schedule, *, momentum: float, nesterov: bool, weight_decay: float) -> optax.GradientTransformation:
   """PyTorch's SGD: coupled L2 (added to the gradient), momentum buffer started at the first gradient."""
@@ -50,7 +47,7 @@ def sgd(schedule, *, momentum: float, nesterov: bool, weight_decay: float) -> op
   )
 
 
-def build_optimizer(
+def make_optimizer(
   config: ml_collections.ConfigDict, params: dict[str, Any], steps_per_epoch: int
 ) -> optax.GradientTransformation:
   """One optimiser, partitioned by the top-level parameter group (`classifier`, `generator`).
@@ -78,14 +75,32 @@ def ema_update(teacher: Any, online: Any, rate: jax.Array) -> Any:
   return jax.tree.map(lambda t, o: (1 - rate) * t + rate * o, teacher, online)
 
 
-def create_train_state(
-  params: dict[str, Any], batch_stats: dict[str, Any], tx: optax.GradientTransformation, rng: jax.Array
+def make_train_state(
+  params: dict[str, Any],
+  batch_stats: dict[str, Any],
+  tx: optax.GradientTransformation,
+  rng: jax.Array,
+  *,
+  ema: bool = True,
 ) -> TrainState:
-  """A fresh state: the teacher starts as a copy of the classifier (and of its BN statistics if it has its own)."""
+  """A fresh state at step 0.
+
+  Args:
+    params, batch_stats: {group: tree}, as `Method.init_variables` returns them.
+    tx: the optimiser (its state is initialised here).
+    rng: the run's key; the step folds in the step and device index.
+    ema: keep an EMA network. It starts as a copy of the classifier, and so do its BatchNorm statistics
+      unless the method already made them (a teacher's).
+  """
+  ema_params = None
+  if ema:
+    ema_params = jax.tree.map(jnp.copy, params["classifier"])
+    if "teacher" not in batch_stats:
+      batch_stats = {**batch_stats, "teacher": jax.tree.map(jnp.copy, batch_stats["classifier"])}
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
-    ema_params=jax.tree.map(jnp.copy, params["classifier"]),
+    ema_params=ema_params,
     batch_stats=batch_stats,
     opt_state=tx.init(params),
     rng=jax.random.key_data(rng),

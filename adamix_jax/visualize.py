@@ -17,9 +17,12 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from adamix_jax import data, gallery, step, train
+from adamix_jax import data, gallery
 from adamix_jax.checkpointing import Checkpoints
+from adamix_jax.experiment import make_experiment
+from adamix_jax.images import normalize
 from adamix_jax.mixing import MixResult
+from adamix_jax.sharding import host_value, local_replica, make_mesh
 
 
 def make_previewer(method, nets, info: data.DataInfo, seed: int):
@@ -27,44 +30,43 @@ def make_previewer(method, nets, info: data.DataInfo, seed: int):
   key = jax.random.key(seed)
 
   def preview(state, images, labels):
-    return method.preview(nets, state, data.normalize(images, info.mean, info.std), labels, key)
+    return method.preview(nets, state, normalize(images, info.mean, info.std), labels, key)
 
   return jax.jit(preview)
 
 
 def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.DataInfo):
   """(uint8 grid [(1 + K) H, k W, 3], MixResult on the host) of the state's mixing, or None if it mixes nothing."""
-  result = previewer(step.local_replica(state), images, labels)
+  result = previewer(local_replica(state), images, labels)
   if result is None:
     return None
   result = MixResult(*jax.device_get(tuple(result)))
   return gallery.mixed_sample_grid(result, info.mean, info.std, count=len(images)), result
 
 
-def load_run(workdir: str, step_: int | None = None):
-  """A saved run, ready to look at: (config, data info, method, networks, state at `step_` or the latest).
+def load_run(workdir: str, step: int | None = None):
+  """A saved run, ready to look at: (config, data info, method, networks, state at `step` or the latest).
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
   """
-  manager = Checkpoints(workdir, ml_collections.ConfigDict({"checkpoint": {"keep": 1, "asynchronous": False}}))
+  checkpoints = Checkpoints(workdir, keep=1, asynchronous=False)
   try:
-    saved = manager.latest_step() if step_ is None else step_
+    saved = checkpoints.latest_step() if step is None else step
     if saved is None:
-      raise FileNotFoundError(f"{manager.directory} holds no checkpoint: train first, or check --workdir.")
-    config = ml_collections.ConfigDict(manager.read_meta(saved)["config"])
+      raise FileNotFoundError(f"{checkpoints.directory} holds no checkpoint: train first, or check --workdir.")
+    config = ml_collections.ConfigDict(checkpoints.read_meta(saved)["config"])
     config.num_devices = 1
     info = data.data_info(config)
-    method, nets, _, state = train.build(config, info, step.make_mesh(1))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    state, _ = manager.restore(abstract, saved)
+    experiment = make_experiment(config, info, make_mesh(1))
+    state, _ = checkpoints.restore(experiment.abstract_state, saved)
   finally:
-    manager.close()
-  return config, info, method, nets, state
+    checkpoints.close()
+  return config, info, experiment.method, experiment.nets, state
 
 
-def render_checkpoint(workdir: str, out: str = "", count: int = 8, step_: int | None = None) -> list[str]:
-  """Renders the method's mixing with the checkpoint at `step_` (default: the latest) of `workdir`.
+def render_checkpoint(workdir: str, out: str = "", count: int = 8, step: int | None = None) -> list[str]:
+  """Renders the method's mixing with the checkpoint at `step` (default: the latest) of `workdir`.
 
   Returns:
     The paths written (a PNG and a JSON), or [] for a method that mixes no images (ERM, ManifoldMix).
@@ -72,8 +74,8 @@ def render_checkpoint(workdir: str, out: str = "", count: int = 8, step_: int | 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
   """
-  config, info, method, nets, state = load_run(workdir, step_)
-  saved = int(step.host_value(state.step))
+  config, info, method, nets, state = load_run(workdir, step)
+  saved = int(host_value(state.step))
   images, labels = data.InputPipeline(config, info).first_eval_examples(count)
   rendered = render(make_previewer(method, nets, info, config.seed), state, images, labels, info)
   if rendered is None:

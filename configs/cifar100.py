@@ -10,20 +10,21 @@ on one device as in the paper (the batch is split over the devices of the mesh; 
 reproduces the single-GPU run exactly). The data comes from tfds ('cifar100'): downloaded and prepared on
 first use where there is internet; offline the run stops at once and says how to prepare it.
 
-AdAutoMix (ADAUTOMIX.md A.7, the released `r18_adautomix_bilinear.py` with the 800 epochs of its log): SGD
+AdAutoMix (docs/method.md#adautomix, the released `r18_adautomix_bilinear.py` with the 800 epochs of its log): SGD
 momentum 0.9, weight decay 1e-4, lr 0.1 cosine per epoch to 0.05 for the classifier and the generator;
 N = 3, beta 0.3, alpha 1, lam_margin 0.03, mixup_ratio 0.5, bilinear x4 masks from stage 3, no lambda
 channel; EMA teacher 0.999 -> 0.999999 from 10% of training. Reported: the EMA one-hot head, median top-1
-of the last 10 epochs. Expected (ADAUTOMIX.md D.1), 200 / 400 / 800 epochs: R18 81.55 / 81.97 / 82.32,
+of the last 10 epochs. Expected (docs/method.md#expected-numbers), 200 / 400 / 800 epochs: R18 81.55 / 81.97 / 82.32,
 RX50 84.40 / 84.05 / 84.22. The online classifier ends near 75% (its lr never goes below 0.05).
-AutoMix (`:automix`, ADAUTOMIX.md C): alpha 2, lam_margin 0.08, mask loss 0.1, nearest masks, lr 0.1 -> 0.05;
+AutoMix (`:automix`, docs/method.md#automix): alpha 2, lam_margin 0.08, mask loss 0.1, nearest masks, lr 0.1 -> 0.05;
 expected R18 80.12 / 81.78 / 82.04, RX50 82.84 / 83.32 / 83.64.
 
 ERM and the static mixups: lr 0.1 cosine to 0, reported on the online network. Expected (OpenMixup
 benchmark, same protocol), 200 / 400 / 800 epochs: ERM 76.42 / 77.73 / 78.04; MixUp 78.52 / 79.34 / 79.12;
 CutMix 79.45 / 79.58 / 78.17; FMix 78.91 / 79.91 / 79.69; ResizeMix 79.56 / 79.19 / 80.01; SaliencyMix
-79.75 / 79.64 / 79.12; ManifoldMix 79.18 / 80.18 / 80.35 (RX50 values in ADAUTOMIX.md D.1). Add the DM loss
-with `--config.loss.dm.eta=0.1` (configs/cifar100_dm.py holds the official per-method DM settings).
+79.75 / 79.64 / 79.12; ManifoldMix 79.18 / 80.18 / 80.35 (RX50 values in docs/method.md#expected-numbers).
+Add the DM loss with `--config.loss.dm.eta=0.1` (configs/cifar100_dm.py holds the official per-method DM
+settings).
 
 Variants (`configs/cifar100.py:VARIANT[,VARIANT...]`):
   adautomix (default), automix (alpha 2, nearest masks), erm, mixup (alpha 1), cutmix (0.2), fmix (0.2),

@@ -4,16 +4,16 @@
 
 Variants `r18_<method>` (CIFAR ResNet-18) and `rx50_<method>` (CIFAR ResNeXt-50 32x4d) for the methods
 mixup, cutmix, fmix, manifoldmix, resizemix and saliencymix, with each one's (alpha, eta, mode, lambda
-power) from OpenMixup's `configs/classification/cifar100/mixups/decouple/` (ADAUTOMIX.md B.2): 800 epochs,
+power) from OpenMixup's `configs/classification/cifar100/mixups/decouple/` (docs/method.md#decoupled-mixup): 800 epochs,
 SGD lr 0.1 cosine to 0, weight decay 1e-4 (5e-4 for rx50_resizemix), batch 100, threshold 0.5.
 
-The DM paper's own numbers could not be read from any accessible source (ADAUTOMIX.md D.4, G3), so no
+The DM paper's own numbers could not be read from the sources (docs/method.md#recipes-and-expected-numbers), so no
 expected accuracy is given here; the same methods without DM are in configs/cifar100.py.
 """
 
 from adamix_jax.config import base_config
 
-# (alpha, eta, mode, lam_power) per backbone and method, ADAUTOMIX.md B.2.
+# (alpha, eta, mode, lam_power) per backbone and method, from OpenMixup's DM configs.
 SETTINGS = {
   "r18": {
     "mixup": (0.2, 0.01, "more", 0.5),

@@ -15,10 +15,10 @@ variants, trainval / test) and Stanford Cars (196 classes) as image folders (the
 they are missing). Training: RandomResizedCrop 224 and a horizontal flip; evaluation: shorter side 256,
 centre crop 224; ImageNet mean/std.
 
-AdAutoMix (ADAUTOMIX.md A.1, A.7): 200 epochs, batch 16, SGD momentum 0.9, weight decay 5e-4, lr 0.001
+AdAutoMix (docs/method.md#adautomix): 200 epochs, batch 16, SGD momentum 0.9, weight decay 5e-4, lr 0.001
 cosine, generator lr 0.1 -> 0.001 cosine; N = 3, alpha 1, lambda channel, bilinear x16 masks from stage 3
 (14x14), EMA 0.999 -> 0.99999. Per variant (beta, lam_margin, N drawn from {2, 3} or fixed, lr floor) and
-the expected top-1 of the EMA one-hot head (ADAUTOMIX.md D.1):
+the expected top-1 of the EMA one-hot head (docs/method.md#expected-numbers):
   cub_r18        0.3, 0.03, random, 0        80.88%
   cub_r50        0.1, 0.03, fixed,  0        84.57%
   cub_rx50       0.1, 0.03, fixed,  0        (no published AdAutoMix number; generator floor 5e-4)

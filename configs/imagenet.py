@@ -9,12 +9,12 @@ is missing; on a TPU pod prepare it into a bucket and set TFDS_DATA_DIR=gs://...
 RandomResizedCrop 224 (bilinear) and a horizontal flip; evaluation: shorter side 256, centre crop 224;
 ImageNet mean/std. Images are decoded after shuffling (only the crop of a JPEG is decoded) and not cached.
 
-AdAutoMix (ADAUTOMIX.md A.1, A.7): 100 epochs, batch 256 (the official 4 GPUs x 64 with per-GPU BatchNorm:
+AdAutoMix (docs/method.md#adautomix): 100 epochs, batch 256 (the official 4 GPUs x 64 with per-GPU BatchNorm:
 `--config.num_devices=4` on one host gives the same BN batches), SGD momentum 0.9, weight decay 1e-4,
 lr 0.1 -> 0, generator lr 0.1 -> 0.001; N = 2, beta 0.1, alpha 1, lam_margin 0.03, the generator reads
 stage 3 (14x14) with lambda appended as a channel and upsamples x16 bilinearly; ResNet-50 adds BatchNorm
 after the generator's q/k projections; EMA 0.999 -> 0.99999.
-Expected top-1 (ADAUTOMIX.md D.1, EMA one-hot head): R18 70.86%, R34 74.82%, R50 78.04%.
+Expected top-1 (docs/method.md#expected-numbers, EMA one-hot head): R18 70.86%, R34 74.82%, R50 78.04%.
 Variants: r18 (default), r34, r50; smoke (1 epoch on 2,560 training and 1,000 validation images, width 16).
 """
 

@@ -9,9 +9,10 @@ Data: tfds has no Tiny-ImageNet; lay the official archive out once as an image f
 (the run says so when the folder is missing). Training: RandomResizedCrop 64 (bicubic) and a horizontal
 flip; evaluation on the 10,000 validation images as they are; OpenMixup's Tiny-ImageNet mean/std.
 
-AdAutoMix (ADAUTOMIX.md A.7): 400 epochs, batch 100, SGD momentum 0.9, weight decay 1e-4; N = 3, beta 0.4,
+AdAutoMix (docs/method.md#adautomix): 400 epochs, batch 100, SGD momentum 0.9, weight decay 1e-4; N = 3, beta 0.4,
 alpha 1, lam_margin 0.03, bilinear x4 masks from stage 3 (16x16), EMA 0.999 -> 0.999999.
-  r18:  lr 0.2 -> 0, generator lr 0.1 -> 0.         Expected (ADAUTOMIX.md D.1): 69.19% (EMA one-hot head).
+  r18:  lr 0.2 -> 0, generator lr 0.1 -> 0.         Expected: 69.19% (EMA one-hot head;
+        docs/method.md#expected-numbers).
   rx50: lr 0.2 -> 0.05, generator lr 0.1 -> 0.001.  Expected: 72.89%. The official run used 2 GPUs x 50
         images with per-GPU BatchNorm and fp16; here `--config.num_devices=2` gives the same BN batches, and
         the compute stays float32.

@@ -6,15 +6,16 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_platforms", "cpu")
 
 import pytest  # noqa: E402
 
-from adamix_jax import data  # noqa: E402
+from adamix_jax import data, sharding, steps  # noqa: E402
 from adamix_jax.config import base_config, set_path  # noqa: E402
+from adamix_jax.experiment import make_experiment  # noqa: E402
 
 _OWN_CACHE = pytest.StashKey[str]()  # The cache directory this run made (and removes at the end).
 
@@ -60,3 +61,12 @@ def tiny_config(data_dir: str, **overrides):
   for key, value in overrides.items():
     set_path(config, key, value)
   return config
+
+
+def tiny_run(config, total_steps: int = 10):
+  """(mesh, experiment, a fresh state, the jitted train step) of `config` on its `num_devices` devices."""
+  mesh = sharding.make_mesh(config.num_devices)
+  info = data.data_info(config)
+  experiment = make_experiment(config, info, mesh)
+  train_step = steps.make_train_step(experiment.method, experiment.nets, experiment.tx, config, info, mesh, total_steps)
+  return mesh, experiment, experiment.init(), train_step

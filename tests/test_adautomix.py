@@ -1,4 +1,4 @@
-"""AdAutoMix: two official iterations reproduced exactly (golden), N = 3 from the spec, 8 devices."""
+"""AdAutoMix and AutoMix: two official iterations reproduced exactly (golden), N = 3 written out, 8 devices."""
 
 import os
 
@@ -9,17 +9,21 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from adamix_jax import data, methods, models, step
-from adamix_jax.methods.adautomix import AdAutoMix, AdAutoMixPlan
+from adamix_jax import data, models, sharding, steps
+from adamix_jax.methods import automix
+from adamix_jax.methods.adautomix import AdAutoMix, sample_plan
+from adamix_jax.methods.automix import AutoMix
+from adamix_jax.methods.learned_mixup import LearnedMixPlan, falls_back_to_vanilla
+from adamix_jax.mixing import mix
 from adamix_jax.models.layers import BatchNorm, conv
-from adamix_jax.train_state import build_optimizer, create_train_state
+from adamix_jax.train_state import make_optimizer, make_train_state
 
 GOLDEN = np.load(os.path.join(os.path.dirname(__file__), "golden", "adautomix_step_n2.npz"))
 RTOL, ATOL = 1e-5, 1e-6
 
 
 class TinyBackbone(nn.Module):
-  """../shared/golden/README.md's stand-in: stem 3->4, "stage3" 4->8 (stride 2), "stage4" 8->16 (stride 2)."""
+  """tests/golden/README.md's stand-in: stem 3->4, "stage3" 4->8 (stride 2), "stage4" 8->16 (stride 2)."""
 
   inits: models.Init = models.Init()
 
@@ -90,40 +94,45 @@ def torch_to_tree(prefix: str, iteration: str):
   )
 
 
-class RecordedAdAutoMix(AdAutoMix):
-  """AdAutoMix with the golden run's permutations and lambdas injected by step (A.2's N = 2 layout)."""
-
-  def sample_plan(self, key, batch_size):
-    del key
-    perms, lams = jnp.asarray(GOLDEN["perms"]), jnp.asarray(GOLDEN["lams"], jnp.float32)
-    t = self.current_step
-    identity = jnp.arange(batch_size)
-    index_bb, index_mb = perms[2 * t], perms[2 * t + 1]
-    lam_mb, lam_bb = lams[t, 0], lams[t, 1]
-    return AdAutoMixPlan(
-      mb_perms=jnp.stack([identity, index_mb]),
-      bb_perms=jnp.stack([identity, index_bb]),
-      mb_lams=jnp.stack([lam_mb, 1 - lam_mb]),
-      bb_lams=jnp.stack([lam_bb, 1 - lam_bb]),
-    )
-
-  def loss(self, nets, params, state, batch, rng):
-    self.current_step = state.step
-    return super().loss(nets, params, state, batch, rng)
+def recorded_plan(key, step, batch_size, num_mix):
+  """The golden run's permutations and lambdas of iteration `step` (N = 2: identity and one shuffle each)."""
+  del key, num_mix
+  perms, lams = jnp.asarray(GOLDEN["perms"]), jnp.asarray(GOLDEN["lams"], jnp.float32)
+  identity = jnp.arange(batch_size)
+  index_bb, index_mb = perms[2 * step], perms[2 * step + 1]
+  lam_mb, lam_bb = lams[step, 0], lams[step, 1]
+  return LearnedMixPlan(
+    mb_perms=jnp.stack([identity, index_mb]),
+    bb_perms=jnp.stack([identity, index_bb]),
+    mb_lams=jnp.stack([lam_mb, 1 - lam_mb]),
+    bb_lams=jnp.stack([lam_bb, 1 - lam_bb]),
+  )
 
 
 def _golden_setup(tfds_dir):
   config = golden_config(tfds_dir)
-  method = RecordedAdAutoMix(config)
+  method = AdAutoMix(config, plan_sampler=recorded_plan)
   classifier = models.Classifier(TinyBackbone(), 5, ("one", "mix"))
-  nets = method.build_networks(classifier, (8, 8, 3))
+  nets = method.make_networks(classifier, (8, 8, 3))
   params, teacher, batch_stats = torch_to_tree("init", "state")
-  tx = build_optimizer(config, params, steps_per_epoch=1)
-  state = create_train_state(params, batch_stats, tx, jax.random.key(0)).replace(ema_params=teacher)
+  tx = make_optimizer(config, params, steps_per_epoch=1)
+  state = make_train_state(params, batch_stats, tx, jax.random.key(0)).replace(ema_params=teacher)
   info = data.DataInfo(5, (8, 8, 3), 6, 6, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
   images = jnp.asarray(GOLDEN["img"].transpose(0, 2, 3, 1), jnp.float32)
   batch = {"images": images, "labels": jnp.asarray(GOLDEN["y"], jnp.int32)}
   return config, method, nets, tx, state, info, batch
+
+
+def _tiny_setup(tfds_dir, method_class=AdAutoMix, plan_sampler=None, **overrides):
+  """A learned mixup on TinyBackbone at its initial state, and a batch of 6 random images."""
+  config = golden_config(tfds_dir, **overrides)
+  method = method_class(config, plan_sampler=plan_sampler)
+  nets = method.make_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
+  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
+  tx = make_optimizer(config, params, steps_per_epoch=1)
+  state = make_train_state(params, batch_stats, tx, jax.random.key(0))
+  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
+  return config, method, nets, tx, state, batch
 
 
 def _assert_tree_matches(actual, expected, what):
@@ -137,10 +146,10 @@ def _assert_tree_matches(actual, expected, what):
 def test_two_iterations_reproduce_the_official_step(tfds_dir, monkeypatch):
   config, method, nets, tx, state, info, batch = _golden_setup(tfds_dir)
   # The step normalises uint8 images; the golden images are already normalised tensors.
-  monkeypatch.setattr(step, "normalize", lambda images, mean, std: images)
-  mesh = step.make_mesh(1)
-  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
-  state = step.replicate(mesh, state)
+  monkeypatch.setattr(steps, "normalize", lambda images, mean, std: images)
+  mesh = sharding.make_mesh(1)
+  train_step = steps.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
+  state = jax.device_put(state, sharding.replicated(mesh))
   for t in range(2):
     grads, (_, metrics) = jax.grad(method.loss, argnums=1, has_aux=True)(nets, state.params, state, batch, None)
     _assert_tree_matches(grads, torch_to_tree(f"it{t}.grad", "grad"), f"iteration {t} gradient")
@@ -152,7 +161,7 @@ def test_two_iterations_reproduce_the_official_step(tfds_dir, monkeypatch):
       ("loss_mix_q", "loss_mix_q"),
     ):
       assert float(metrics[name]) == pytest.approx(float(GOLDEN[f"it{t}.{golden}"]), rel=RTOL, abs=ATOL), name
-    state, _ = train_step(state, step.shard_batch(mesh, {k: np.asarray(v) for k, v in batch.items()}))
+    state, _ = train_step(state, sharding.shard_batch(mesh, {k: np.asarray(v) for k, v in batch.items()}))
     params, teacher, batch_stats = torch_to_tree(f"it{t}.after", "state")
     _assert_tree_matches(state.params, params, f"iteration {t} parameters")
     _assert_tree_matches(state.ema_params, teacher, f"iteration {t} teacher")
@@ -160,7 +169,7 @@ def test_two_iterations_reproduce_the_official_step(tfds_dir, monkeypatch):
 
 
 def _reference_loss(nets, params, state, batch, plan, config):
-  """ADAUTOMIX.md A.4-A.5 for N >= 3 written out pass by pass, as the original runs it (N clean teacher passes)."""
+  """docs/method.md#adautomix for N >= 3 written out pass by pass, as the original runs it (N clean teacher passes)."""
   options = config.adautomix
   x, y = batch["images"], batch["labels"]
   teacher_params = jax.lax.stop_gradient(state.ema_params)
@@ -208,15 +217,10 @@ def optax_ce(logits, labels):
 
 @pytest.mark.parametrize("step_index,lam1", [(0, None), (1, None), (0, 0.01)])
 def test_three_image_step_matches_the_spec_written_out(tfds_dir, step_index, lam1):
-  config = golden_config(tfds_dir, **{"adautomix.num_mix": 3})
-  method = AdAutoMix(config)
-  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
-  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
-  tx = build_optimizer(config, params, steps_per_epoch=1)
-  state = create_train_state(params, batch_stats, tx, jax.random.key(0)).replace(step=jnp.int32(step_index))
+  config, method, nets, _, state, batch = _tiny_setup(tfds_dir, **{"adautomix.num_mix": 3})
+  state = state.replace(step=jnp.int32(step_index))
   state = state.replace(ema_params=jax.tree.map(lambda p: p * 0.9 + 0.01, state.ema_params))  # A distinct teacher.
-  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
-  plan = method.sample_plan(jax.random.key(3), 6)
+  plan = method.sample_plan(jax.random.key(3), state.step, 6, 3)
   if lam1 is not None:  # lambda_1 below lam_margin: the classifier batch uses constant masks.
     plan = plan.replace(mb_lams=jnp.array([lam1, 0.5, 0.49]), bb_lams=jnp.array([lam1, 0.5, 0.49]))
   assert plan.mb_perms.shape == (3, 6) and float(plan.bb_lams.sum()) == pytest.approx(1.0)
@@ -232,13 +236,9 @@ def test_three_image_step_matches_the_spec_written_out(tfds_dir, step_index, lam
 
 def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
   """With the same plan drawn on every device, one 8-device step = the mean of 8 one-device steps on the shards."""
-  config = golden_config(tfds_dir, batch_size=48, **{"adautomix.num_mix": 3})
-  method = AdAutoMix(config)
-  method.sample_plan = lambda key, batch_size: AdAutoMix.sample_plan(method, jax.random.key(7), batch_size)
-  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
-  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
-  tx = build_optimizer(config, params, steps_per_epoch=1)
-  initial = create_train_state(params, batch_stats, tx, jax.random.key(0))
+  same_plan = lambda key, step, batch_size, num_mix: sample_plan(jax.random.key(7), batch_size, num_mix, 1.0)
+  overrides = {"batch_size": 48, "adautomix.num_mix": 3}
+  config, method, nets, tx, initial, _ = _tiny_setup(tfds_dir, plan_sampler=same_plan, **overrides)
   info = data.DataInfo(5, (8, 8, 3), 48, 48, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
   rng = np.random.default_rng(0)
   batch = {
@@ -247,10 +247,12 @@ def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
   }
 
   def compiled(num_devices):
-    mesh = step.make_mesh(num_devices)
-    train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
+    mesh = sharding.make_mesh(num_devices)
+    train_step = steps.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
     return lambda shard: jax.device_get(
-      train_step(step.replicate(mesh, jax.tree.map(jnp.copy, initial)), step.shard_batch(mesh, shard))[0]
+      train_step(
+        jax.device_put(jax.tree.map(jnp.copy, initial), sharding.replicated(mesh)), sharding.shard_batch(mesh, shard)
+      )[0]
     )
 
   eight = compiled(8)(batch)
@@ -261,23 +263,11 @@ def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
     _assert_tree_matches(getattr(eight, name), getattr(mean, name), name)
 
 
-def _automix_setup(tfds_dir, **overrides):
-  config = golden_config(
-    tfds_dir, method="automix", **{"mixup.alpha": 2.0, "generator.upsample_mode": "nearest", **overrides}
-  )
-  method = methods.METHODS["automix"](config)
-  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
-  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
-  tx = build_optimizer(config, params, steps_per_epoch=1)
-  state = create_train_state(params, batch_stats, tx, jax.random.key(0))
-  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
-  return method, nets, state, batch
-
-
 def test_automix_loss_terms_and_generator_gradient_only_through_the_teacher(tfds_dir):
   grads = {}
   for margin in (0.0, 1.0):  # 1.0: the classifier batch always falls back to vanilla mixup.
-    method, nets, state, batch = _automix_setup(tfds_dir, **{"automix.lam_margin": margin})
+    overrides = {"mixup.alpha": 2.0, "generator.upsample_mode": "nearest", "automix.lam_margin": margin}
+    _, method, nets, _, state, batch = _tiny_setup(tfds_dir, AutoMix, method="automix", **overrides)
     (loss, (stats, metrics)), grads[margin] = jax.value_and_grad(method.loss, argnums=1, has_aux=True)(
       nets, state.params, state, batch, jax.random.key(5)
     )
@@ -292,13 +282,7 @@ def test_automix_loss_terms_and_generator_gradient_only_through_the_teacher(tfds
 
 
 def test_random_num_mixes_two_or_three_images_per_iteration(tfds_dir):
-  config = golden_config(tfds_dir, **{"adautomix.num_mix": 3, "adautomix.random_num": True})
-  method = AdAutoMix(config)
-  nets = method.build_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
-  params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
-  tx = build_optimizer(config, params, steps_per_epoch=1)
-  state = create_train_state(params, batch_stats, tx, jax.random.key(0))
-  batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
+  _, method, nets, _, state, batch = _tiny_setup(tfds_dir, **{"adautomix.num_mix": 3, "adautomix.random_num": True})
   loss_fn = jax.jit(lambda key: method.loss(nets, state.params, state, batch, key))
   seen = set()
   for seed in range(8):
@@ -306,8 +290,41 @@ def test_random_num_mixes_two_or_three_images_per_iteration(tfds_dir):
     loss, (_, metrics) = loss_fn(key)
     num_key, plan_key = jax.random.split(key)
     num = 2 + int(jax.random.randint(num_key, (), 0, 2))
-    expected, _ = method.loss_with_plan(nets, state.params, state, batch, method.sample_plan(plan_key, 6, num))
+    plan = method.sample_plan(plan_key, state.step, 6, num)
+    expected, _ = method.loss_with_plan(nets, state.params, state, batch, plan)
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     assert (float(metrics["loss_vmix"]) > 0) == (num == 3)
     seen.add(num)
   assert seen == {2, 3}
+
+
+def test_automix_draws_independent_pairs_for_the_mix_block_and_the_classifier():
+  """The official forward_train shuffles twice (classifier first, then Mix Block) and draws two lambdas."""
+  plans = [automix.sample_plan(jax.random.key(seed), 32, alpha=2.0) for seed in range(20)]
+  for plan in plans:
+    identity = np.arange(32)
+    assert np.array_equal(plan.mb_perms[0], identity) and np.array_equal(plan.bb_perms[0], identity)
+    assert sorted(np.asarray(plan.mb_perms[1])) == list(identity)
+    np.testing.assert_allclose(np.sum(plan.mb_lams), 1.0, rtol=1e-6)
+  assert sum(np.array_equal(p.mb_perms[1], p.bb_perms[1]) for p in plans) == 0
+  assert sum(float(p.mb_lams[0]) == float(p.bb_lams[0]) for p in plans) == 0
+
+
+@pytest.mark.parametrize("num_mix,lam,expected", [(2, 0.25, True), (2, 0.75, True), (2, 0.3, False), (3, 0.75, False)])
+def test_lam_margin_fallback_includes_the_boundary_as_the_official_code(num_mix, lam, expected):
+  """lam <= margin or 1 - lam <= margin (AutoMix, AdAutoMix N = 2); AdAutoMix N >= 3 has 1 - lam < margin."""
+  assert bool(falls_back_to_vanilla(jnp.float32(lam), 0.25, num_mix)) == expected
+
+
+@pytest.mark.parametrize("lam_bb,vanilla", [(0.25, True), (0.75, True), (0.5, False)])
+def test_automix_classifier_batch_at_the_margin_is_vanilla_mixup(tfds_dir, lam_bb, vanilla):
+  def plan_with(key, step, batch_size, num_mix):
+    plan = automix.sample_plan(jax.random.key(3), batch_size, alpha=2.0)
+    return plan.replace(bb_lams=jnp.array([lam_bb, 1 - lam_bb]))
+
+  overrides = {"automix.lam_margin": 0.25, "generator.upsample_mode": "nearest"}
+  _, method, nets, _, state, batch = _tiny_setup(tfds_dir, AutoMix, plan_with, method="automix", **overrides)
+  plan = method.sample_plan(None, state.step, 6, 2)
+  generated = method.generate(nets, state.params, state, batch["images"], plan)
+  constant = mix(batch["images"], plan.bb_perms, plan.bb_lams)
+  assert np.allclose(generated.mixed_bb, constant) == vanilla

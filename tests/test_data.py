@@ -11,6 +11,8 @@ from conftest import tiny_config
 
 from adamix_jax import data
 from adamix_jax.config import ConfigError, validate
+from adamix_jax.data.input_pipeline import stream_seed
+from adamix_jax.images import denormalize, normalize
 
 
 def _pipeline(config):
@@ -101,10 +103,17 @@ def test_missing_dataset_with_download_disabled(tmp_path):
     data.data_info(config)
 
 
-def test_normalize():
+def test_normalize_and_denormalize():
   images = np.array([[[[0, 255]]]], np.uint8)
-  out = np.asarray(data.normalize(images, (0.5, 0.5), (0.25, 0.5)))
+  out = np.asarray(normalize(images, (0.5, 0.5), (0.25, 0.5)))
   np.testing.assert_allclose(out, [[[[-2.0, 1.0]]]])
+  np.testing.assert_array_equal(denormalize(out, (0.5, 0.5), (0.25, 0.5)), images)
+
+
+def test_stream_seeds_differ_for_every_seed_epoch_and_slice_without_limits():
+  seeds = {tuple(stream_seed(s, e, k)) for s in (0, 1) for e in (0, 1, 10**6) for k in (0, 1, 5000)}
+  assert len(seeds) == 18  # Slices beyond 1,000 (the old packing's limit) get seeds of their own too.
+  assert np.array_equal(stream_seed(3, 4, 5), stream_seed(3, 4, 5))
 
 
 def test_input_slices_make_batches_independent_of_the_process_count(tfds_dir):
@@ -118,7 +127,7 @@ def test_input_slices_make_batches_independent_of_the_process_count(tfds_dir):
     assert np.array_equal(whole["labels"], np.concatenate([first["labels"], second["labels"]]))
   default = list(data.InputPipeline(tiny_config(tfds_dir), info).train_batches(1))  # One slice: other batches.
   assert not np.array_equal(default[0]["labels"], single[0]["labels"])
-  with pytest.raises(ConfigError, match="input_slices = 3 must be at most 1000 and a multiple of the 2"):
+  with pytest.raises(ConfigError, match="input_slices = 3 must be a multiple of the 2 processes"):
     validate(tiny_config(tfds_dir, **{"data.input_slices": 3}), 1, process_count=2)
 
 

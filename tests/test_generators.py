@@ -1,4 +1,4 @@
-"""The generators reproduce the official modules' golden outputs (../shared/golden, copied to tests/golden)."""
+"""The generators reproduce the official modules' golden outputs (tests/golden/README.md)."""
 
 import glob
 import os

@@ -1,4 +1,4 @@
-"""Losses: the official golden values (../shared/golden, copied to tests/golden), gradients, properties."""
+"""Losses: the official golden values (tests/golden/README.md), gradients, properties."""
 
 import json
 import os
@@ -15,7 +15,7 @@ with open(os.path.join(GOLDEN, "summary.json")) as f:
   CASES = json.load(f)["losses"]
 LOGITS = np.load(os.path.join(GOLDEN, "losses.npz"))["logits"]
 
-# ../shared/golden/README.md: the values with the intended pairing (eta_a with y_a in every row).
+# tests/golden/README.md: the values with the intended pairing (eta_a with y_a in every row).
 INTENDED = {
   "DM_eta0.1_both_idx1_rowA": 3.9057476113,
   "DM_eta0.1_both_idx1_rowB": 3.7056161787,
@@ -26,34 +26,38 @@ INTENDED = {
 }
 
 
+def two_sources(labels_a, labels_b, lam):
+  """The N-source form of a two-source mix: labels [2, B], lams [2] (scalar lam) or [2, B]."""
+  lam = np.asarray(lam, np.float64)
+  return np.stack([np.asarray(labels_a), np.asarray(labels_b)]), np.stack([lam, 1 - lam])
+
+
 def _dm_args(name):
   _, eta, mode, power, *_ = name.split("_")
   case = CASES[name]
-  labels = (np.array(case["y_a"]), np.array(case["y_b"]))
-  return labels, case["lam"], dict(eta=float(eta[3:]), mode=mode, lam_power=float(power[3:]))
+  labels, lams = two_sources(case["y_a"], case["y_b"], case["lam"])
+  return labels, lams, dict(eta=float(eta[3:]), mode=mode, lam_power=float(power[3:]))
 
 
 @pytest.mark.parametrize("name", sorted(INTENDED))
 def test_decoupled_mixup_loss_reproduces_official_values_with_compat_flag(name):
-  (labels_a, labels_b), lam, kwargs = _dm_args(name)
-  loss = losses.decoupled_mixup_loss(LOGITS, labels_a, labels_b, lam, official_pairing=True, **kwargs)
+  labels, lams, kwargs = _dm_args(name)
+  loss = losses.decoupled_mixup_loss(LOGITS, labels, lams, official_pairing=True, **kwargs)
   assert float(loss) == pytest.approx(CASES[name]["loss"], abs=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(INTENDED))
 def test_decoupled_mixup_loss_intended_pairing_by_default(name):
-  (labels_a, labels_b), lam, kwargs = _dm_args(name)
-  assert float(losses.decoupled_mixup_loss(LOGITS, labels_a, labels_b, lam, **kwargs)) == pytest.approx(
-    INTENDED[name], abs=1e-6
-  )
+  labels, lams, kwargs = _dm_args(name)
+  assert float(losses.decoupled_mixup_loss(LOGITS, labels, lams, **kwargs)) == pytest.approx(INTENDED[name], abs=1e-6)
 
 
-def test_mixup_cross_entropy_and_multi_source_golden():
+def test_mixup_cross_entropy_golden_with_two_and_three_sources():
   case = CASES["plainCE"]
-  loss = losses.mixup_cross_entropy(LOGITS, np.array(case["y_a"]), np.array(case["y_b"]), case["lam"])
+  loss = losses.mixup_cross_entropy(LOGITS, *two_sources(case["y_a"], case["y_b"], case["lam"]))
   assert float(loss) == pytest.approx(case["loss"], abs=1e-6)
   case = CASES["co_loss_N3"]
-  loss = losses.multi_source_mixup_cross_entropy(LOGITS, np.array(case["y"]), np.array(case["lam"]))
+  loss = losses.mixup_cross_entropy(LOGITS, np.array(case["y"]), np.array(case["lam"]))
   assert float(loss) == pytest.approx(case["loss"], abs=1e-6)
 
 
@@ -61,7 +65,7 @@ def test_mixup_cross_entropy_is_linear_in_lam_and_reduces_to_ce():
   labels_a, labels_b = np.array(CASES["plainCE"]["y_a"]), np.array(CASES["plainCE"]["y_b"])
   ce_a, ce_b = losses.cross_entropy(LOGITS, labels_a), losses.cross_entropy(LOGITS, labels_b)
   for lam in (0.0, 0.25, 1.0):
-    assert float(losses.mixup_cross_entropy(LOGITS, labels_a, labels_b, lam)) == pytest.approx(
+    assert float(losses.mixup_cross_entropy(LOGITS, *two_sources(labels_a, labels_b, lam))) == pytest.approx(
       lam * float(ce_a) + (1 - lam) * float(ce_b), rel=1e-6
     )
 
@@ -72,10 +76,10 @@ def test_per_example_lam_equals_rowwise_computation():
   lam = np.linspace(0.1, 0.9, 6)
   kwargs = dict(eta=0.1, mode="less", lam_power=0.5)
   rows = [
-    losses.decoupled_mixup_loss(LOGITS[i, None], labels_a[i, None], labels_b[i, None], lam[i], **kwargs)
+    losses.decoupled_mixup_loss(LOGITS[i, None], *two_sources(labels_a[i, None], labels_b[i, None], lam[i]), **kwargs)
     for i in range(6)
   ]
-  batch = losses.decoupled_mixup_loss(LOGITS, labels_a, labels_b, lam, **kwargs)
+  batch = losses.decoupled_mixup_loss(LOGITS, *two_sources(labels_a, labels_b, lam), **kwargs)
   assert float(batch) == pytest.approx(float(np.mean(rows)), rel=1e-6)
 
 
@@ -83,29 +87,35 @@ def test_decoupled_term_is_the_softmax_without_the_competing_class():
   z = np.array([[1.0, 2.0, 0.5, -1.0]])
   p = np.exp(z) / np.exp(z).sum()
   lam = 0.3
-  loss = losses.decoupled_mixup_loss(z, np.array([0]), np.array([1]), lam, eta=1.0, mode="both", lam_power=0)
+  loss = losses.decoupled_mixup_loss(z, *two_sources([0], [1], lam), eta=1.0, mode="both", lam_power=0)
   expected = -lam * np.log(p[0, 0]) - (1 - lam) * np.log(p[0, 1])
   expected += -np.log(p[0, 0] / (1 - p[0, 1])) - np.log(p[0, 1] / (1 - p[0, 0]))
   assert float(loss) == pytest.approx(expected, rel=1e-6)
   # Two sources of the same class: cross-entropy only.
-  same = losses.decoupled_mixup_loss(z, np.array([2]), np.array([2]), lam, eta=1.0)
+  same = losses.decoupled_mixup_loss(z, *two_sources([2], [2], lam), eta=1.0)
   assert float(same) == pytest.approx(-np.log(p[0, 2]), rel=1e-6)
 
 
-def test_multi_source_dm_with_two_sources_equals_the_pairwise_loss():
-  case = CASES["DM_eta0.1_both_idx1_rowB"]
-  labels = np.array([case["y_a"], case["y_b"]])
-  pairwise = losses.decoupled_mixup_loss(LOGITS, labels[0], labels[1], 0.3, eta=0.1, lam_power=1.0)
-  multi = losses.multi_source_decoupled_mixup_loss(LOGITS, labels, np.array([0.3, 0.7]), eta=0.1, lam_power=1.0)
-  assert float(multi) == pytest.approx(float(pairwise), rel=1e-6)
+def test_three_source_dm_removes_every_other_mixed_class():
+  """N = 3, mode "both": eta * lam_i (-log e^{z_i} / (e^{z_i} + sum of the unmixed classes)) per source."""
+  z = np.array([[1.0, 2.0, 0.5, -1.0, 0.2]])
+  lams = np.array([0.5, 0.3, 0.2])
+  loss = losses.decoupled_mixup_loss(z, np.array([[0], [1], [2]]), lams, eta=0.1, lam_power=1.0)
+  p = np.exp(z[0]) / np.exp(z[0]).sum()
+  rest = np.exp(z[0, 3:]).sum()
+  expected = -np.sum(lams * np.log(p[:3]))
+  expected += np.sum(0.1 * lams * -np.log(np.exp(z[0, :3]) / (np.exp(z[0, :3]) + rest)))
+  assert float(loss) == pytest.approx(expected, rel=1e-6)
+  with pytest.raises(ValueError, match="needs 2 sources, not 3"):
+    losses.decoupled_mixup_loss(z, np.array([[0], [1], [2]]), lams, eta=0.1, mode="less")
 
 
 @pytest.mark.parametrize("mode,power", [("both", 1.0), ("less", 0.5), ("more", 0.0)])
 def test_gradients_match_finite_differences(mode, power):
   with jax.enable_x64(True):
     logits = jnp.asarray(LOGITS, jnp.float64)
-    labels_a, labels_b = jnp.array(CASES["plainCE"]["y_a"]), jnp.array(CASES["plainCE"]["y_b"])
-    loss = lambda z: losses.decoupled_mixup_loss(z, labels_a, labels_b, 0.3, eta=0.5, mode=mode, lam_power=power)
+    labels, lams = two_sources(CASES["plainCE"]["y_a"], CASES["plainCE"]["y_b"], 0.3)
+    loss = lambda z: losses.decoupled_mixup_loss(z, labels, lams, eta=0.5, mode=mode, lam_power=power)
     grad = np.asarray(jax.grad(loss)(logits))
     direction = np.random.default_rng(0).normal(size=LOGITS.shape)
     eps = 1e-3
@@ -115,4 +125,4 @@ def test_gradients_match_finite_differences(mode, power):
 
 def test_unknown_mode_is_rejected():
   with pytest.raises(ValueError, match="Valid choices: both, less, more"):
-    losses.decoupled_mixup_loss(LOGITS, np.zeros(6, int), np.ones(6, int), 0.3, eta=0.1, mode="most")
+    losses.decoupled_mixup_loss(LOGITS, *two_sources(np.zeros(6, int), np.ones(6, int), 0.3), eta=0.1, mode="most")

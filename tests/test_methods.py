@@ -3,9 +3,10 @@
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import tiny_config, tiny_run
 
-from adamix_jax import data, gallery, losses, methods, mixing, step, train
+from adamix_jax import data, gallery, losses, methods, mixing, sharding
+from adamix_jax.images import denormalize, normalize
 
 STATIC = sorted(name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup))
 
@@ -20,12 +21,9 @@ def batch(tfds_dir):
 def test_each_static_mixup_trains_a_step(tfds_dir, batch, name):
   eta = 0.1 if STATIC.index(name) % 2 else 0.0  # Half with DM; the switch itself is tested below.
   config = tiny_config(tfds_dir, method=name, batch_size=8, **{"loss.dm.eta": eta, "mixup.alpha": 1.0})
-  mesh = step.make_mesh(1)
-  info = data.data_info(config)
-  method, nets, tx, state = train.build(config, info, mesh)
-  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10)
+  mesh, _, state, train_step = tiny_run(config)
   before = jax.device_get(state.params)
-  state, metrics = train_step(state, step.shard_batch(mesh, batch))
+  state, metrics = train_step(state, sharding.shard_batch(mesh, batch))
   assert np.isfinite(float(metrics["loss"])) and 0 <= float(metrics["accuracy"]) <= 1
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, jax.device_get(state.params))
   assert any(jax.tree.leaves(changed))
@@ -36,17 +34,17 @@ def test_dm_options_select_the_loss(tfds_dir):
   labels = np.array([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
   lams = np.stack([np.full(6, 0.3), np.full(6, 0.7)])
   plain = methods.METHODS["cutmix"](tiny_config(tfds_dir)).mixed_loss(logits, labels, lams)
-  assert float(plain) == pytest.approx(float(losses.mixup_cross_entropy(logits, labels[0], labels[1], 0.3)))
+  assert float(plain) == pytest.approx(float(losses.mixup_cross_entropy(logits, labels, lams)))
   options = {"loss.dm.eta": 0.1, "loss.dm.mode": "less", "loss.dm.lam_power": 0.5}
   dm = methods.METHODS["cutmix"](tiny_config(tfds_dir, **options)).mixed_loss(logits, labels, lams)
-  expected = losses.decoupled_mixup_loss(logits, labels[0], labels[1], 0.3, eta=0.1, mode="less", lam_power=0.5)
+  expected = losses.decoupled_mixup_loss(logits, labels, lams, eta=0.1, mode="less", lam_power=0.5)
   assert float(dm) == pytest.approx(float(expected)) and float(dm) > float(plain)
 
 
 @pytest.mark.parametrize("name", sorted(mixing.OPERATORS))
 def test_grid_of_mixed_samples_on_the_embedded_dataset(tfds_dir, batch, name):
   info = data.data_info(tiny_config(tfds_dir))
-  images = data.normalize(batch["images"], info.mean, info.std)
+  images = normalize(batch["images"], info.mean, info.std)
   plan = mixing.sample_plan(jax.random.key(0), 8, alpha=1.0)
   mixed = mixing.OPERATORS[name](images, batch["labels"], plan)
   grid = gallery.mixed_sample_grid(mixed, info.mean, info.std, count=8)
@@ -56,7 +54,7 @@ def test_grid_of_mixed_samples_on_the_embedded_dataset(tfds_dir, batch, name):
   np.testing.assert_allclose(tiles.mean(axis=(1, 2)) / 255, np.asarray(mixed.lams[0]), atol=2e-3)
   if name != "mixup":  # Box and mask methods: each pixel comes from one source.
     assert set(np.unique(tiles)) <= {0, 255}
-  unmixed = gallery.denormalize(images, info.mean, info.std)
+  unmixed = denormalize(images, info.mean, info.std)
   np.testing.assert_array_equal(unmixed, batch["images"])  # denormalize inverts normalize.
 
 
@@ -64,11 +62,8 @@ def test_bfloat16_compute_keeps_float32_parameters_and_losses(tfds_dir, batch):
   losses_by_dtype = {}
   for dtype in ("float32", "bfloat16"):
     config = tiny_config(tfds_dir, method="adautomix", batch_size=8, **{"model.dtype": dtype})
-    mesh = step.make_mesh(1)
-    info = data.data_info(config)
-    method, nets, tx, state = train.build(config, info, mesh)
-    train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=10)
-    state, metrics = train_step(state, step.shard_batch(mesh, batch))
+    mesh, _, state, train_step = tiny_run(config)
+    state, metrics = train_step(state, sharding.shard_batch(mesh, batch))
     assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves((state.params, state.ema_params)))
     assert metrics["loss"].dtype == np.float32
     losses_by_dtype[dtype] = float(metrics["loss"])

@@ -13,7 +13,7 @@ from adamix_jax import models
 
 
 def _params(name, num_classes, size, **kwargs):
-  classifier = models.build_classifier(name, num_classes, **kwargs)
+  classifier = models.make_classifier(name, num_classes, **kwargs)
   images = jnp.zeros((2, size, size, 3))
   variables = jax.eval_shape(lambda: classifier.init(jax.random.key(0), images, train=False))
   output = jax.eval_shape(lambda v: classifier.apply(v, images, train=False), variables)
@@ -54,11 +54,11 @@ def test_imagenet_stem_downsamples_by_four():
 
 def test_unknown_backbone_lists_choices():
   with pytest.raises(ValueError, match="cifar_resnet18"):
-    models.build_backbone("resnet19")
+    models.make_backbone("resnet19")
 
 
 def test_official_initialisation():
-  classifier = models.build_classifier("cifar_resnet18", 100, width=16)
+  classifier = models.make_classifier("cifar_resnet18", 100, width=16)
   params = classifier.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)["params"]
   block = params["backbone"]["stage2_block1"]
   assert np.all(block["BatchNorm_1"]["scale"] == 0)  # zero_init_residual: last BN of the branch.
@@ -70,7 +70,7 @@ def test_official_initialisation():
 
 
 def test_flax_initialisation_is_selectable():
-  classifier = models.build_classifier("cifar_resnet18", 100, width=16, init="flax")
+  classifier = models.make_classifier("cifar_resnet18", 100, width=16, init="flax")
   params = classifier.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)["params"]
   assert np.all(params["backbone"]["stage2_block1"]["BatchNorm_1"]["scale"] == 1)
   kernel = np.asarray(params["head_one"]["Dense_0"]["kernel"])

@@ -15,8 +15,9 @@ import pytest
 from test_image_data import write_folder_dataset
 from test_pretrained import _torchvision_state
 
-from adamix_jax import data, step, train
+from adamix_jax import data, sharding, train
 from adamix_jax.config import ConfigError, set_path, validate
+from adamix_jax.experiment import make_experiment
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -98,7 +99,7 @@ def test_fine_grained_run_starts_from_the_pretrained_backbone(folder_dir, tmp_pa
   )
   validate(config, 1)
   info = data.data_info(config)
-  _, _, _, state = train.build(config, info, step.make_mesh(1))
+  state = make_experiment(config, info, sharding.make_mesh(1)).init()
   stem = np.asarray(state.params["classifier"]["backbone"]["stem_conv"]["kernel"])
   np.testing.assert_array_equal(stem, weights["conv1.weight"].transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(state.ema_params["backbone"]["stem_conv"]["kernel"], stem)  # The teacher too.
@@ -119,5 +120,5 @@ def test_imagenet_r50_run_with_two_images_lambda_channel_and_attention_norm(fold
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["steps"] == 5 and np.isfinite(summary["reported_top1"])
   info = data.data_info(config)
-  _, _, _, state = train.build(config, info, step.make_mesh(1))
+  state = make_experiment(config, info, sharding.make_mesh(1)).init()
   assert state.batch_stats["generator"]  # BatchNorm after the q/k projections (official R50 only).

@@ -9,7 +9,7 @@ import pytest
 
 from adamix_jax import schedules
 from adamix_jax.config import base_config
-from adamix_jax.train_state import build_optimizer, ema_update
+from adamix_jax.train_state import make_optimizer, ema_update
 
 
 def test_cosine_per_epoch_matches_mmcv_formula():
@@ -26,7 +26,7 @@ def test_cosine_per_epoch_matches_mmcv_formula():
   [(0, 0.999), (39_999, 0.999), (40_000, 0.99902445), (200_000, 0.9994995), (300_000, 0.9998527), (400_000, 0.999999)],
 )
 def test_ema_rate_worked_values(step, expected):
-  """ADAUTOMIX.md A.6: CIFAR 800 epochs, T = 400,000; the jump at 0.1 T is the original's."""
+  """docs/method.md#the-ema-teacher: CIFAR 800 epochs, T = 400,000; the jump at 0.1 T is the original's."""
   rate = float(schedules.ema_rate(step, 400_000, base=0.999, end=0.999999, adjust_start=0.1))
   assert 1 - rate == pytest.approx(expected, abs=5e-9)
   exact = 0.999 if step < 40_000 else 0.999999 - 0.000999 * (math.cos(math.pi * step / 400_000) + 1) / 2
@@ -55,7 +55,7 @@ def test_optimizer_is_pytorch_sgd_with_per_group_learning_rates():
   config.optimizer.lr, config.optimizer.min_lr, config.optimizer.weight_decay = 0.1, 0.01, 1e-2
   config.optimizer.generator.lr, config.optimizer.generator.min_lr = 0.5, 0.0  # Momentum and decay: shared.
   params = {"classifier": {"w": jnp.array([1.0, -2.0])}, "generator": {"v": jnp.array([3.0])}}
-  tx = build_optimizer(config, params, steps_per_epoch=2)
+  tx = make_optimizer(config, params, steps_per_epoch=2)
   state = tx.init(params)
   rng = np.random.default_rng(0)
   grads_seq = [{"classifier": {"w": rng.normal(size=2)}, "generator": {"v": rng.normal(size=1)}} for _ in range(6)]

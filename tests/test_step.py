@@ -5,23 +5,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import tiny_config, tiny_run
 
-from adamix_jax import data, schedules, step, train
+from adamix_jax import data, schedules, sharding, steps
 
 
 def _setup(config):
-  mesh = step.make_mesh(config.num_devices)
-  info = data.data_info(config)
-  method, nets, tx, state = train.build(config, info, mesh)
-  train_step = step.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
+  mesh, _, state, train_step = tiny_run(config, total_steps=100)
   return mesh, state, train_step
 
 
 def _run(config, batches):
   mesh, state, train_step = _setup(config)
   for batch in batches:
-    state, metrics = train_step(state, step.shard_batch(mesh, batch))
+    state, metrics = train_step(state, sharding.shard_batch(mesh, batch))
   return jax.device_get(state), jax.device_get(metrics)
 
 
@@ -56,7 +53,7 @@ def test_without_sync_each_device_normalises_its_own_shard(tfds_dir, batches):
   mesh, initial, train_step = _setup(tiny_config(tfds_dir, num_devices=1, batch_size=2))
   singles = []
   for shard in shards:  # The state is donated: start each shard's step from a fresh copy.
-    state, metrics = train_step(jax.tree.map(jnp.copy, initial), step.shard_batch(mesh, shard))
+    state, metrics = train_step(jax.tree.map(jnp.copy, initial), sharding.shard_batch(mesh, shard))
     singles.append(jax.device_get((state, metrics)))
   mean_state = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *[state for state, _ in singles])
   for name in ("params", "ema_params", "batch_stats"):
@@ -64,16 +61,32 @@ def test_without_sync_each_device_normalises_its_own_shard(tfds_dir, batches):
   assert metrics_eight["loss"] == pytest.approx(np.mean([m["loss"] for _, m in singles]), rel=1e-5)
 
 
-def test_step_updates_ema_from_the_new_parameters_and_compiles_once(tfds_dir, batches):
-  config = tiny_config(tfds_dir, batch_size=16)
+def test_tracked_ema_follows_the_new_parameters_and_statistics_and_compiles_once(tfds_dir, batches):
+  """ERM with config.ema.track: the EMA network averages the classifier's parameters and BN statistics."""
+  config = tiny_config(tfds_dir, batch_size=16, **{"ema.track": True})
   mesh, state, train_step = _setup(config)
   initial = jax.device_get(state)
-  state, _ = train_step(state, step.shard_batch(mesh, batches[0]))
+  state, _ = train_step(state, sharding.shard_batch(mesh, batches[0]))
   after = jax.device_get(state)
   rate = float(schedules.ema_rate(0, 100, config.ema.momentum, config.ema.end_momentum, config.ema.adjust_start))
-  expected = jax.tree.map(lambda t, o: (1 - rate) * t + rate * o, initial.ema_params, after.params["classifier"])
+  ema = lambda t, o: (1 - rate) * t + rate * o
+  expected = jax.tree.map(ema, initial.ema_params, after.params["classifier"])
   chex.assert_trees_all_close(after.ema_params, expected, rtol=1e-6, atol=1e-7)
+  expected = jax.tree.map(ema, initial.batch_stats["teacher"], after.batch_stats["classifier"])
+  chex.assert_trees_all_close(after.batch_stats["teacher"], expected, rtol=1e-6, atol=1e-7)
   for batch in batches[1:]:
-    state, _ = train_step(state, step.shard_batch(mesh, batch))
+    state, _ = train_step(state, sharding.shard_batch(mesh, batch))
   assert int(jax.device_get(state.step)) == 3
   assert train_step._cache_size() == 1  # No retracing after the first step.
+
+
+def test_methods_without_a_teacher_keep_no_ema_unless_asked(tfds_dir, batches):
+  """ERM by default: no EMA network in the state, and evaluation reports the online network only."""
+  config = tiny_config(tfds_dir, batch_size=16)
+  mesh, experiment, state, train_step = tiny_run(config)
+  assert state.ema_params is None and set(state.batch_stats) == {"classifier"}
+  state, _ = train_step(state, sharding.shard_batch(mesh, batches[0]))
+  info = data.data_info(config)
+  eval_step = steps.make_eval_step(experiment.method, experiment.nets, info, mesh)
+  batch = {**batches[1], "mask": np.ones(16, bool)}
+  assert set(eval_step(state, sharding.shard_batch(mesh, batch))) == {"count", "online/one/top1", "online/one/top5"}

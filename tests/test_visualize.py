@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-from adamix_jax import data, step, train, visualize
+from adamix_jax import data, sharding, train, visualize
+from adamix_jax.experiment import make_experiment
 
 
 def _tensorboard_images(workdir):
@@ -43,7 +44,8 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
 
   # The same from Python: the masks themselves, before rounding to pixels.
   info = data.data_info(config)
-  method, nets, _, state = train.build(config, info, step.make_mesh(1))
+  experiment = make_experiment(config, info, sharding.make_mesh(1))
+  method, nets, state = experiment.method, experiment.nets, experiment.init()
   images, labels = data.InputPipeline(config, info).first_eval_examples(5)
   _, result = visualize.render(visualize.make_previewer(method, nets, info, 0), state, images, labels, info)
   assert result.masks.shape == (5, 28, 28, 3) and result.masks.min() >= 0

@@ -1,15 +1,8 @@
 """Datasets, the embedded Fashion-MNIST subset, and the tf.data input pipeline."""
 
 from adamix_jax.data.datasets import DATASETS, DatasetSpec
-from adamix_jax.data.input_pipeline import (
-  DataInfo,
-  DataNotPreparedError,
-  InputPipeline,
-  data_info,
-  normalize,
-  num_eval_batches,
-  prepared_builder,
-)
+from adamix_jax.data.input_pipeline import InputPipeline, num_eval_batches
+from adamix_jax.data.sources import DataInfo, DataNotPreparedError, data_info, prepared_builder
 
 __all__ = [
   "DATASETS",
@@ -18,7 +11,6 @@ __all__ = [
   "DatasetSpec",
   "InputPipeline",
   "data_info",
-  "normalize",
   "num_eval_batches",
   "prepared_builder",
 ]

@@ -4,10 +4,21 @@ from adamix_jax.methods.adautomix import AdAutoMix
 from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
+from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
 from adamix_jax.methods.static_mixup import CutMix, FMix, ManifoldMix, MixUp, ResizeMix, SaliencyMix, StaticMixup
 
 METHODS: dict[str, type[Method]] = {
   method.name: method for method in (ERM, MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix, AutoMix, AdAutoMix)
 }
 
-__all__ = ["METHODS", "AdAutoMix", "AutoMix", "ERM", "Method", "Networks", "StaticMixup"]
+__all__ = [
+  "METHODS",
+  "ERM",
+  "AdAutoMix",
+  "AutoMix",
+  "LearnedMixPlan",
+  "LearnedMixup",
+  "Method",
+  "Networks",
+  "StaticMixup",
+]

@@ -1,9 +1,9 @@
-"""AutoMix (OpenMixup `AutoMixup`; ADAUTOMIX.md C): a Mix Block trained cooperatively through the EMA teacher.
+"""AutoMix (OpenMixup `AutoMixup`; docs/method.md#automix): a Mix Block trained cooperatively through the teacher.
 
-Per iteration, on each device's shard: one permutation pi and two independent lambdas ~ Beta(alpha,
-alpha) (lambda_mb for the generator, lambda_bb for the classifier); the teacher's clean pass gives the
-stage features; the Mix Block makes the generator's mask (differentiable) and the classifier's (detached;
-vanilla mixup when lambda_bb is within `automix.lam_margin` of 0 or 1). The loss is
+Per iteration, on each device's shard, after the learned-mixup skeleton (`LearnedMixup.generate`): two
+independent permutations, pi_bb for the classifier and pi_mb for the Mix Block, and two independent
+lambdas ~ Beta(alpha, alpha), lambda_mb and lambda_bb; the classifier's batch falls back to vanilla mixup
+when lambda_bb is within `automix.lam_margin` of 0 or 1. The loss is
   CE(head_one(x)) + mixup CE(head_mix(x_bb)) + mixup CE(teacher head_mix(x_mb)) + w * mask_loss,
 always cooperative, with no cosine term; gradients reach the Mix Block only through the frozen teacher.
 """
@@ -12,84 +12,74 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators, losses
-from adamix_jax.methods.adautomix import AdAutoMixPlan
-from adamix_jax.methods.base import Method, Networks, init_with_generator, stage_shape, teacher_features, train_pass
-from adamix_jax.mixing import mix, mix_sources
+from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
 
 
-def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> AdAutoMixPlan:
-  """One permutation for both pairs (identity, pi); lambda_mb, lambda_bb ~ Beta(alpha, alpha) independently."""
-  perm_key, lam_key = jax.random.split(key)
-  pair = jnp.stack([jnp.arange(batch_size), jax.random.permutation(perm_key, batch_size)])
-  lam = jax.random.beta(lam_key, alpha, alpha, (2,)).astype(jnp.float32)
-  return AdAutoMixPlan(pair, pair, jnp.stack([lam[0], 1 - lam[0]]), jnp.stack([lam[1], 1 - lam[1]]))
+def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> LearnedMixPlan:
+  """Two independent pairs, (identity, pi_mb) and (identity, pi_bb), and lambda_mb, lambda_bb ~ Beta(alpha, alpha).
+
+  Self-pairing is allowed (the CIFAR configs leave `mix_shuffle_no_repeat` off), so a pair of the
+  classifier's batch is never tied to a pair the Mix Block just mixed.
+  """
+  bb_key, mb_key, lam_key = jax.random.split(key, 3)
+  identity = jnp.arange(batch_size)
+  lam_mb, lam_bb = jax.random.beta(lam_key, alpha, alpha, (2,)).astype(jnp.float32)
+  return LearnedMixPlan(
+    mb_perms=jnp.stack([identity, jax.random.permutation(mb_key, batch_size)]),
+    bb_perms=jnp.stack([identity, jax.random.permutation(bb_key, batch_size)]),
+    mb_lams=jnp.stack([lam_mb, 1 - lam_mb]),
+    bb_lams=jnp.stack([lam_bb, 1 - lam_bb]),
+  )
 
 
-class AutoMix(Method):
+class AutoMix(LearnedMixup):
   """AutoMix with OpenMixup's CIFAR defaults (config.automix, config.generator)."""
 
   name = "automix"
-  head_names = ("one", "mix")
-  reported = "ema/one"
 
-  def build_networks(self, classifier, image_shape) -> Networks:
-    features = stage_shape(classifier, image_shape, self.config.generator.feature_stage)
-    generator = generators.MixBlock(
-      in_channels=features[-1],
+  @property
+  def lam_margin(self) -> float:
+    return self.config.automix.lam_margin
+
+  def default_plan(self, key, step, batch_size, num_mix):
+    del step, num_mix  # Always two images.
+    return sample_plan(key, batch_size, self.config.mixup.alpha)
+
+  def make_generator(self, in_channels, scale_factor):
+    return generators.MixBlock(
+      in_channels=in_channels,
       reduction=self.config.generator.reduction,
       lam_concat=self.config.generator.lam_concat,
       upsample_mode=self.config.generator.upsample_mode,
-      scale_factor=image_shape[0] // features[1],
+      scale_factor=scale_factor,
     )
-    return Networks(classifier, generator)
 
-  def init_variables(self, nets, rng, images):
-    init = lambda key, features: nets.generator.init(key, features, jnp.float32(0.5))
-    return init_with_generator(nets, rng, images, self.config.generator.feature_stage, 2, init)
+  def init_generator(self, generator, key, features):
+    return generator.init(key, features, jnp.float32(0.5))
 
-  def sample_plan(self, key: jax.Array, batch_size: int) -> AdAutoMixPlan:
-    return sample_plan(key, batch_size, self.config.mixup.alpha)
+  def generator_masks(self, generator, variables, features, lams):
+    return generator.apply(variables, features, lams[0]), None
 
-  def preview(self, nets, state, images, labels, rng):
-    plan = self.sample_plan(rng, labels.shape[0])
-    features = teacher_features(nets, state, images, self.config.generator.feature_stage)
-    masks = nets.generator.apply({"params": state.params["generator"]}, features[plan.mb_perms], plan.mb_lams[0])
-    return mix_sources(images, labels, plan.mb_perms, plan.mb_lams, masks)
-
-  def loss(self, nets, params, state, batch, rng):
+  def loss_with_plan(self, nets, params, state, batch, plan):
     options = self.config.automix
     images, labels = batch["images"], batch["labels"]
-    plan = self.sample_plan(rng, labels.shape[0])
-    teacher_params = jax.lax.stop_gradient(state.ema_params)
-    clean_k, teacher_stats = train_pass(nets.classifier, teacher_params, state.batch_stats["teacher"], images)
-    features = jax.lax.stop_gradient(clean_k.stages[self.config.generator.feature_stage])
+    generated = self.generate(nets, params, state, images, plan)
+    mixed_logits_k = generated.mixed_teacher.logits["mix"]
+    loss_mix_k = losses.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
+    loss_mask = options.mask_loss * generators.mask_loss(generated.masks_mb, plan.mb_lams[0], options.mask_margin)
 
-    def masks(perms, lams):
-      return nets.generator.apply({"params": params["generator"]}, features[perms], lams[0])
-
-    masks_mb = masks(plan.mb_perms, plan.mb_lams)
-    lam_bb = plan.bb_lams[0]
-    vanilla = (lam_bb < options.lam_margin) | (1 - lam_bb < options.lam_margin)
-    masks_bb = jax.lax.stop_gradient(masks(plan.bb_perms, plan.bb_lams))
-    masks_bb = jnp.where(vanilla, jnp.broadcast_to(plan.bb_lams, masks_bb.shape), masks_bb)
-
-    mixed_k, teacher_stats = train_pass(
-      nets.classifier, teacher_params, teacher_stats, mix(images, plan.mb_perms, masks_mb)
+    (clean, mixed), classifier_stats = classifier_passes(
+      nets.classifier, params["classifier"], state.batch_stats["classifier"], images, generated.mixed_bb
     )
-    loss_mix_k = losses.multi_source_mixup_cross_entropy(mixed_k.logits["mix"], labels[plan.mb_perms], plan.mb_lams)
-    loss_mask = options.mask_loss * generators.mask_loss(masks_mb, plan.mb_lams[0], options.mask_margin)
-
-    clean_q, stats = train_pass(nets.classifier, params["classifier"], state.batch_stats["classifier"], images)
-    mixed_q, stats = train_pass(nets.classifier, params["classifier"], stats, mix(images, plan.bb_perms, masks_bb))
-    loss_one = losses.cross_entropy(clean_q.logits["one"], labels)
-    loss_mix_q = losses.multi_source_mixup_cross_entropy(mixed_q.logits["mix"], labels[plan.bb_perms], plan.bb_lams)
+    loss_one = losses.cross_entropy(clean["one"], labels)
+    loss_mix_q = losses.mixup_cross_entropy(mixed["mix"], labels[plan.bb_perms], plan.bb_lams)
     loss = loss_one + loss_mix_q + loss_mix_k + loss_mask
     metrics = {
       "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(clean_q.logits["one"], -1) == labels),
+      "accuracy": jnp.mean(jnp.argmax(clean["one"], -1) == labels),
       "loss_one": loss_one,
       "loss_mix_q": loss_mix_q,
       "loss_mix_k": loss_mix_k,
       "loss_mask": loss_mask,
     }
-    return loss, ({"classifier": stats, "teacher": teacher_stats}, metrics)
+    return loss, ({"classifier": classifier_stats, "teacher": generated.teacher_stats}, metrics)

@@ -11,14 +11,13 @@ from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from adamix_jax.models import Classifier
+from adamix_jax.models import Classifier, ClassifierOutput
 
 
 @dataclasses.dataclass(frozen=True)
 class Networks:
-  """The Flax modules of a run: the classifier (also the EMA teacher's architecture), and a generator."""
+  """The Flax modules of a run: the classifier (also the EMA network's architecture), and a generator."""
 
   classifier: Classifier
   generator: nn.Module | None = None
@@ -28,19 +27,28 @@ class Method(abc.ABC):
   """Base class. Subclasses set `name`, `head_names` and implement `loss`.
 
   Attributes:
+    name: the `config.method` that selects it.
     head_names: the classifier heads the method trains (and evaluation reports).
     reported: the "<online|ema>/<head>" whose median top-1 is the paper's number for this method.
+    has_teacher: the loss runs an EMA teacher (which then always exists and keeps its own BatchNorm
+      statistics); methods without one keep an EMA network only with `config.ema.track`.
     config: the run's configuration (methods read their options from it).
   """
 
   name: ClassVar[str]
   head_names: ClassVar[tuple[str, ...]] = ("one",)
   reported: ClassVar[str] = "online/one"  # The head reported by default (config.eval.report = "auto").
+  has_teacher: ClassVar[bool] = False
 
   def __init__(self, config):
     self.config = config
 
-  def build_networks(self, classifier: Classifier, image_shape: tuple[int, int, int]) -> Networks:
+  @classmethod
+  def keeps_ema(cls, config) -> bool:
+    """Whether a run of this method holds an EMA network: its teacher, or one asked for by config.ema.track."""
+    return cls.has_teacher or config.ema.track
+
+  def make_networks(self, classifier: Classifier, image_shape: tuple[int, int, int]) -> Networks:
     """The modules of the method around `classifier` for images of `image_shape` (H, W, C)."""
     del image_shape
     return Networks(classifier)
@@ -79,43 +87,9 @@ class Method(abc.ABC):
     """
 
 
-def teacher_features(nets: Networks, state, images: jax.Array, stage: int) -> jax.Array:
-  """The EMA teacher's `stage` output on `images` in train mode (as the step computes it), stats untouched."""
-  output, _ = train_pass(nets.classifier, state.ema_params, state.batch_stats["teacher"], images)
-  return output.stages[stage]
-
-
-def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array):
+def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array) -> tuple[ClassifierOutput, Any]:
   """One train-mode pass (batch statistics, running statistics updated): (ClassifierOutput, new batch_stats)."""
   output, updates = classifier.apply(
     {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
   )
   return output, updates["batch_stats"]
-
-
-def stage_shape(classifier: Classifier, image_shape: tuple[int, int, int], stage: int) -> tuple[int, ...]:
-  """Shape [1, h, w, c] of the backbone's output at `stage` for one image of `image_shape` (no compute)."""
-  sample = jnp.zeros((1, *image_shape))
-  output = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
-  return output.stages[stage].shape
-
-
-def init_with_generator(
-  nets: Networks, rng: jax.Array, images: jax.Array, feature_stage: int, num_images: int, init_generator
-):
-  """Initial (params, batch_stats) of a method with an EMA teacher and a mask generator.
-
-  The teacher's BN statistics start as a copy of the classifier's; the generator is initialised by
-  `init_generator(key, features [num_images, B, h, w, c])` on the classifier's `feature_stage` output.
-  """
-  classifier_key, generator_key = jax.random.split(rng)
-  variables = nets.classifier.init(classifier_key, images, train=False)
-  output = nets.classifier.apply(variables, images, train=False)
-  features = jnp.repeat(output.stages[feature_stage][None], num_images, axis=0)
-  generator_variables = init_generator(generator_key, features)
-  stats = variables["batch_stats"]
-  params = {"classifier": variables["params"], "generator": generator_variables["params"]}
-  batch_stats = {"classifier": stats, "teacher": jax.tree.map(jnp.copy, stats)}
-  if "batch_stats" in generator_variables:
-    batch_stats["generator"] = generator_variables["batch_stats"]
-  return params, batch_stats

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from adamix_jax import losses
-from adamix_jax.methods.base import Method
+from adamix_jax.methods.base import Method, train_pass
 
 
 class ERM(Method):
@@ -14,9 +14,8 @@ class ERM(Method):
 
   def loss(self, nets, params, state, batch, rng):
     del rng  # ERM draws nothing.
-    variables = {"params": params["classifier"], "batch_stats": state.batch_stats["classifier"]}
-    output, updates = nets.classifier.apply(variables, batch["images"], train=True, mutable=["batch_stats"])
+    output, stats = train_pass(nets.classifier, params["classifier"], state.batch_stats["classifier"], batch["images"])
     logits = output.logits["one"]
     loss = losses.cross_entropy(logits, batch["labels"])
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
-    return loss, ({"classifier": updates["batch_stats"]}, {"loss": loss, "accuracy": accuracy})
+    return loss, ({"classifier": stats}, {"loss": loss, "accuracy": accuracy})

@@ -2,7 +2,7 @@
 
 Each step draws a plan on every device (`mixing.sample_plan`), mixes the device's shard, and trains
 `head_one` with the mixup cross-entropy, or with the Decoupled Mixup loss when `config.loss.dm.eta > 0`
-(ADAUTOMIX.md B). ManifoldMix mixes the hidden features at a stage drawn from
+(docs/method.md#decoupled-mixup). ManifoldMix mixes the hidden features at a stage drawn from
 `config.mixup.manifoldmix_stages` instead of the images.
 """
 
@@ -25,14 +25,14 @@ class StaticMixup(Method):
     return mixing.OPERATORS[self.name]
 
   def mixed_loss(self, logits: jax.Array, labels: jax.Array, lams: jax.Array) -> jax.Array:
-    """Mixup cross-entropy, or DM if config.loss.dm.eta > 0, for labels/lams [2, B]."""
+    """Mixup cross-entropy, or DM if config.loss.dm.eta > 0, for labels and lams [2, B]."""
     dm = self.config.loss.dm
     if dm.eta > 0:
       return losses.decoupled_mixup_loss(
-        logits, labels[0], labels[1], lams[0], eta=dm.eta, mode=dm.mode, lam_power=dm.lam_power,
-        threshold=dm.threshold, official_pairing=dm.official_pairing,
+        logits, labels, lams, eta=dm.eta, mode=dm.mode, lam_power=dm.lam_power, threshold=dm.threshold,
+        official_pairing=dm.official_pairing,
       )  # fmt: skip
-    return losses.mixup_cross_entropy(logits, labels[0], labels[1], lams[0])
+    return losses.mixup_cross_entropy(logits, labels, lams)
 
   def preview(self, nets, state, images, labels, rng):
     if self.name not in mixing.OPERATORS:  # ManifoldMix mixes hidden features: nothing to look at.

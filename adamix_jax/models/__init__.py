@@ -1,6 +1,6 @@
 """Backbones selectable by name, the classifier that puts heads on them, and their initialisation.
 
-classifier = build_classifier("cifar_resnet18", num_classes=100)
+classifier = make_classifier("cifar_resnet18", num_classes=100)
 variables = classifier.init(key, images, train=False)
 """
 
@@ -42,7 +42,7 @@ BACKBONES: dict[str, tuple[int, Callable]] = {
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-def build_backbone(
+def make_backbone(
   name: str, *, width: int = 0, init: str = "official", axis_name: str | None = None, dtype: str = "float32"
 ):
   """The backbone `name` at `width` base channels (0: the published width).
@@ -60,11 +60,11 @@ def build_backbone(
   return factory(width or default_width)(inits=Init(init), axis_name=axis_name, dtype=DTYPES[dtype])
 
 
-def build_classifier(
+def make_classifier(
   name: str, num_classes: int, head_names: tuple[str, ...] = ("one",), **backbone_kwargs
 ) -> Classifier:
   """A Classifier of backbone `name` with one linear head per entry of `head_names`."""
-  backbone = build_backbone(name, **backbone_kwargs)
+  backbone = make_backbone(name, **backbone_kwargs)
   return Classifier(backbone, num_classes, head_names, backbone.inits)
 
 
@@ -76,7 +76,7 @@ __all__ = [
   "ClassifierOutput",
   "Head",
   "Init",
-  "build_backbone",
-  "build_classifier",
+  "make_backbone",
+  "make_classifier",
   "count_params",
 ]

@@ -1,6 +1,6 @@
 """Layers shared by the backbones: PyTorch-exact BatchNorm and convolutions, and the initialisers.
 
-Every layer takes an `Init` so one switch selects the official initialisation (ADAUTOMIX.md A.1: conv
+Every layer takes an `Init` so one switch selects the official initialisation (docs/method.md#initialisation: conv
 kaiming-normal fan_out, BN gamma 1 / beta 0, the last BN of every residual block at 0, linear heads
 N(0, 0.01)) or Flax's defaults.
 """

@@ -1,4 +1,5 @@
-"""ImageNet-pretrained backbones from torchvision weights, for the fine-grained settings (ADAUTOMIX.md A.7).
+"""ImageNet-pretrained backbones from torchvision weights, for the fine-grained settings
+(docs/method.md#recipes-and-expected-numbers).
 
 Nothing is downloaded: convert a torchvision checkpoint once, where PyTorch is installed,
 

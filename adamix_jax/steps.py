@@ -1,4 +1,4 @@
-"""The jitted training and evaluation steps, with per-device semantics over a ('data',) mesh.
+"""The jitted training and evaluation steps, with per-device semantics over the ('data',) mesh.
 
 The step is written as `pmap` code is written and run with `jax.shard_map` inside `jax.jit`: each device
 sees its own shard of the batch, draws its own randomness (the key folded with the step and the device
@@ -14,47 +14,17 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax import lax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from adamix_jax import losses, schedules
-from adamix_jax.data import DataInfo, normalize
+from adamix_jax.data import DataInfo
+from adamix_jax.images import normalize
 from adamix_jax.methods import Method, Networks
+from adamix_jax.sharding import AXIS
 from adamix_jax.train_state import TrainState, ema_update
-
-AXIS = "data"
-
-
-def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D ('data',) mesh over the first `num_devices` devices (0: all of them)."""
-  devices = jax.devices()
-  if num_devices > len(devices):
-    raise ValueError(f"config.num_devices = {num_devices}, but JAX sees only {len(devices)} devices: {devices}.")
-  return Mesh(np.asarray(devices[: num_devices or len(devices)]), (AXIS,))
-
-
-def shard_batch(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-  """Assembles each process's share of the batch into global arrays split over the data axis."""
-  sharding = NamedSharding(mesh, P(AXIS))
-  return {key: jax.make_array_from_process_local_data(sharding, value) for key, value in local_batch.items()}
-
-
-def local_replica(tree):
-  """This process's copy of replicated values: the arrays on its first device (no collectives)."""
-  return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
-
-
-def host_value(tree):
-  """numpy copies of replicated device values, read from this process's replica (works on every host)."""
-  return jax.device_get(local_replica(tree))
-
-
-def replicate(mesh: Mesh, tree):
-  """Places a tree on every device of the mesh."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
 def make_train_step(
@@ -68,6 +38,9 @@ def make_train_step(
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
   """The jitted step: (state, batch of uint8 images and labels) -> (next state, device-mean metrics).
 
+  After the optimiser update, the EMA network (when the state has one) moves towards the classifier at
+  the rate of `schedules.ema_rate`: its parameters always; its BatchNorm statistics only for methods
+  without a teacher (a teacher's statistics come from its own passes inside the loss).
   The state is donated: do not reuse the state passed in.
   """
 
@@ -83,10 +56,13 @@ def make_train_step(
     grads, batch_stats, metrics = lax.pmean((grads, batch_stats, metrics), AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    rate = schedules.ema_rate(
-      state.step, total_steps, config.ema.momentum, config.ema.end_momentum, config.ema.adjust_start
-    )
-    ema_params = ema_update(state.ema_params, params["classifier"], rate)
+    ema_params = state.ema_params
+    if ema_params is not None:
+      options = config.ema
+      rate = schedules.ema_rate(state.step, total_steps, options.momentum, options.end_momentum, options.adjust_start)
+      ema_params = ema_update(ema_params, params["classifier"], rate)
+      if not method.has_teacher:
+        batch_stats["teacher"] = ema_update(state.batch_stats["teacher"], batch_stats["classifier"], rate)
     next_state = state.replace(
       step=state.step + 1, params=params, ema_params=ema_params, batch_stats=batch_stats, opt_state=opt_state
     )
@@ -99,7 +75,7 @@ def make_train_step(
 def make_eval_step(
   method: Method, nets: Networks, info: DataInfo, mesh: Mesh
 ) -> Callable[[TrainState, dict[str, jax.Array]], dict[str, jax.Array]]:
-  """The jitted evaluation of the online and EMA networks on one padded batch.
+  """The jitted evaluation of the online network (and the EMA network, if the state has one) on one batch.
 
   Returns:
     A function (state, {"images", "labels", "mask"}) -> {"<online|ema>/<head>/top1": count,
@@ -110,15 +86,15 @@ def make_eval_step(
     images = normalize(batch["images"], info.mean, info.std)
     mask = batch["mask"].astype(jnp.float32)
     counts = {"count": jnp.sum(mask)}
-    for model, params, stats in (
-      ("online", state.params["classifier"], state.batch_stats["classifier"]),
-      ("ema", state.ema_params, state.teacher_batch_stats()),
-    ):
+    networks = [("online", state.params["classifier"], state.batch_stats["classifier"])]
+    if state.ema_params is not None:
+      networks.append(("ema", state.ema_params, state.batch_stats["teacher"]))
+    for network, params, stats in networks:
       output = nets.classifier.apply({"params": params, "batch_stats": stats}, images, train=False)
       for head in method.head_names:
         logits = output.logits[head]
         for k in (1, 5):
-          counts[f"{model}/{head}/top{k}"] = jnp.sum(losses.top_k_correct(logits, batch["labels"], k) * mask)
+          counts[f"{network}/{head}/top{k}"] = jnp.sum(losses.top_k_correct(logits, batch["labels"], k) * mask)
     return lax.psum(counts, AXIS)
 
   step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P())

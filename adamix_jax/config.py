@@ -9,7 +9,7 @@ import os
 import ml_collections
 
 from adamix_jax import distributed, generators, losses, methods, models
-from adamix_jax.data import augment, datasets, input_pipeline
+from adamix_jax.data import augment, datasets, input_pipeline, rand_augment
 from adamix_jax.methods import adautomix
 
 
@@ -44,6 +44,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.resize_method = "bilinear"  # "bilinear" or "bicubic", for random_resized_crop and evaluation.
   config.data.eval_resize = 0  # Evaluation: shorter side resized to this, then centre crop (0: image_size).
   config.data.flip = True  # Random horizontal flip.
+  config.data.randaugment = ml_collections.ConfigDict()  # After crop and flip (data/rand_augment.py).
+  config.data.randaugment.num_ops = 0  # Operations drawn per image; 0: off.
+  config.data.randaugment.level = 30.0  # Magnitude level out of max_level (max_level: each range's far end).
+  config.data.randaugment.max_level = 30.0
+  config.data.randaugment.prob = 0.5  # Probability that each drawn operation is applied.
+  config.data.randaugment.negate_prob = 0.5  # Probability that a directed operation is negated.
+  config.data.randaugment.operations = tuple(rand_augment.FIXMATCH_OPERATIONS)  # The 14 FixMatch operations.
+  config.data.randaugment.fill = (128, 128, 128)  # Colour brought in by rotations, shears, translations.
+  config.data.cutout = ml_collections.ConfigDict()  # After RandAugment: one square of `fill`.
+  config.data.cutout.size = 0  # Side in pixels; 0: off.
+  config.data.cutout.fill = (128, 128, 128)
+  config.data.cutout.prob = 1.0  # Probability that the square is cut.
   config.data.max_train_examples = 0  # Use only the first N training examples (0: all). For smoke runs.
   config.data.max_eval_examples = 0  # Evaluate only the first N test examples (0: all).
   config.data.cache = True  # Keep the decoded split in host memory (small datasets).
@@ -191,6 +203,20 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
       f"config.data.augment = 'crop_flip' keeps the images' own size ({spec.image_size or 'varying'}), but "
       f"config.data.image_size = {config.data.image_size}. Use 'random_resized_crop', or image_size 0."
     )
+  options = config.data.randaugment
+  _positive(config, "data.randaugment.num_ops", "data.randaugment.level", "data.cutout.size", allow_zero=True)
+  _positive(config, "data.randaugment.max_level")
+  if options.level > options.max_level:
+    raise ConfigError(f"config.data.randaugment.level = {options.level} exceeds max_level = {options.max_level}.")
+  for key in ("data.randaugment.prob", "data.randaugment.negate_prob", "data.cutout.prob"):
+    if not 0.0 <= _get(config, key) <= 1.0:
+      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+  for name in options.operations:
+    _choice(name, rand_augment.FIXMATCH_OPERATIONS, "data.randaugment.operations")
+  for key in ("data.randaugment.fill", "data.cutout.fill"):
+    fill = tuple(_get(config, key))
+    if len(fill) != 3 or not all(0 <= v <= 255 for v in fill):
+      raise ConfigError(f"config.{key} = {fill} must be three values in [0, 255] (one per channel).")
   low, high = config.data.crop_scale
   if not 0 < low <= high <= 1:
     raise ConfigError(f"config.data.crop_scale = {(low, high)} must satisfy 0 < low <= high <= 1.")

@@ -9,7 +9,7 @@ import pytest
 
 from adamix_jax import schedules
 from adamix_jax.config import base_config
-from adamix_jax.train_state import make_optimizer, ema_update
+from adamix_jax.train_state import ema_update, make_optimizer
 
 
 def test_cosine_per_epoch_matches_mmcv_formula():

@@ -3,6 +3,7 @@
 Training: "crop_flip" (CIFAR: random crop after reflect padding, horizontal flip) or "random_resized_crop"
 (torchvision's RandomResizedCrop: area scale and log-uniform aspect ratio, ten tries then a centre crop,
 resized with antialiasing, then a horizontal flip). Evaluation: resize the shorter side, centre crop.
+Either can be followed by RandAugment and Cutout (`data.randaugment`, `data.cutout`; `rand_augment.py`).
 Every random choice comes from a stateless seed, so the stream is a pure function of (seed, epoch, index).
 Inputs are uint8 images [H, W, C] or encoded image bytes (JPEG, PNG, ...); outputs are uint8 [S, S, C].
 """
@@ -10,6 +11,8 @@ Inputs are uint8 images [H, W, C] or encoded image bytes (JPEG, PNG, ...); outpu
 import math
 
 import tensorflow as tf
+
+from adamix_jax.data import rand_augment
 
 AUGMENTATIONS = ("crop_flip", "random_resized_crop")
 RESIZE_METHODS = ("bilinear", "bicubic")
@@ -94,6 +97,18 @@ def train_image(image: tf.Tensor, seed: tf.Tensor, data_config, size: int, encod
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
   if data_config.flip:
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+  options = data_config.randaugment
+  if options.num_ops:
+    policy = rand_augment.Policy(
+      options.num_ops, options.level, options.max_level, options.prob, options.negate_prob,
+      tuple(options.operations), tuple(options.fill),
+    )  # fmt: skip
+    image = rand_augment.rand_augment(image, tf.random.experimental.stateless_fold_in(seed, 1), policy)
+  if data_config.cutout.size:
+    cutout_seed = tf.random.experimental.stateless_fold_in(seed, 2)
+    image = rand_augment.cutout(
+      image, cutout_seed, data_config.cutout.size, tuple(data_config.cutout.fill), data_config.cutout.prob
+    )
   return image
 
 

@@ -3,13 +3,20 @@
 Layout: `WORKDIR/checkpoints/<step>/{state,meta}`. The latest `config.checkpoint.keep` checkpoints are
 kept, plus the one with the best reported accuracy. Saves are asynchronous (training continues while
 the files are written); a checkpoint becomes visible only once complete, so a run killed mid-save
-resumes from the previous one. Restoring places the arrays on whatever mesh the new run has.
+resumes from the previous one. Restoring places the arrays on whatever mesh the new run has; a damaged
+checkpoint is skipped with a warning and moved aside to `<step>.damaged-<time>` (`restore_newest_intact`),
+never deleted. Readers open the directory
+with `read_only=True`: they never write, clean or delete anything, and can run beside the trainer.
 """
 
+import errno
 import os
+import time
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+import tensorflow as tf
 from orbax.checkpoint import checkpoint_managers as policies
 
 from adamix_jax.sharding import host_value
@@ -18,17 +25,44 @@ from adamix_jax.train_state import TrainState
 BEST_METRIC = "reported_top1"
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint of the workdir can be restored, or one cannot be written. The message says what to do."""
+
+
+def _disk_full(error: BaseException) -> bool:
+  """Whether `error`, or an exception it was raised from or groups, is 'no space left on device'."""
+  seen = set()
+  stack = [error]
+  while stack:
+    current = stack.pop()
+    if current is None or id(current) in seen:
+      continue
+    seen.add(id(current))
+    if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+      return True
+    stack.extend([current.__cause__, current.__context__, *getattr(current, "exceptions", ())])
+  return False
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
 class Checkpoints:
   """Saves and restores the checkpoints of one workdir."""
 
-  def __init__(self, workdir: str, *, keep: int = 3, asynchronous: bool = True):
+  def __init__(self, workdir: str, *, keep: int = 3, asynchronous: bool = True, read_only: bool = False):
     """Opens WORKDIR/checkpoints (created on the first save).
 
     Args:
       workdir: the run's directory (local or a gs:// path).
       keep: latest checkpoints kept, in addition to the best one (`config.checkpoint.keep`).
       asynchronous: write saves in the background (`config.checkpoint.asynchronous`).
+      read_only: open for reading only (pictures, evaluation, notebooks): nothing is written, cleaned or
+        deleted, not even the unfinished save of a trainer that runs beside the reader.
     """
+    self.read_only = read_only
     local = "://" not in workdir  # gs:// and other remote paths are used as they are.
     self.directory = os.path.join(os.path.abspath(workdir) if local else workdir, "checkpoints")
     preservation = policies.AnyPreservationPolicy(
@@ -40,7 +74,8 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(
       enable_async_checkpointing=asynchronous,
       preservation_policy=preservation,
-      cleanup_tmp_directories=True,
+      cleanup_tmp_directories=not read_only,  # The writer (one per workdir) removes its own unfinished saves.
+      read_only=read_only,
     )
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
@@ -58,7 +93,11 @@ class Checkpoints:
     step = int(host_value(state.step))  # Replicated: every process reads its own copy.
     metrics = None if reported_top1 is None else {BEST_METRIC: reported_top1}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    self.manager.save(step, args=args, metrics=metrics, force=True)
+    try:
+      self.manager.save(step, args=args, metrics=metrics, force=True)
+    except Exception as error:
+      self._raise_if_disk_full(error)
+      raise
 
   def restore(self, abstract_state: TrainState, step: int | None = None) -> tuple[TrainState, dict[str, Any]]:
     """Restores the checkpoint at `step` (default: the latest) onto the shardings of `abstract_state`.
@@ -72,13 +111,67 @@ class Checkpoints:
     restored = self.manager.restore(step, args=args)
     return restored.state, restored.meta
 
+  def restore_newest_intact(self, abstract_state: TrainState) -> tuple[TrainState, dict[str, Any]]:
+    """Restores the newest checkpoint that can be read, skipping damaged ones with a one-line warning each.
+
+    Raises:
+      CheckpointError: there are checkpoints, but none can be read (nothing is deleted).
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    damaged = []
+    for step in steps:
+      try:
+        restored = self.restore(abstract_state, step)
+      except Exception as error:  # Any failure to read a checkpoint means it cannot be resumed from.
+        damaged.append((step, _first_line(error)))
+        continue
+      for bad_step, reason in damaged:  # Only once an intact one is found: a rerun must never start over.
+        where = self._set_aside(bad_step)
+        if jax.process_index() == 0:
+          print(f"warning: checkpoint step {bad_step} in {self.directory} is damaged ({reason}); skipping it "
+                f"({where}).", flush=True)  # fmt: skip
+      return restored
+    raise CheckpointError(
+      f"None of the checkpoints in {self.directory} (steps {', '.join(map(str, steps))}) can be read (step "
+      f"{damaged[0][0]}: {damaged[0][1]}). Move that directory away to start the run over, or give another --workdir."
+    )
+
+  def _set_aside(self, step: int) -> str:
+    """Moves a damaged checkpoint out of the way of the run that writes this step again (the writer only).
+
+    Returns:
+      Where it is now, for the warning. Nothing is deleted; readers leave it where it is.
+    """
+    if self.read_only or jax.process_index() != 0:
+      return "left in place"
+    source = os.path.join(self.directory, str(step))
+    target = f"{source}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    tf.io.gfile.rename(source, target)
+    self.manager.reload()
+    return f"moved to {target}"
+
   def read_meta(self, step: int) -> dict[str, Any]:
     """The JSON meta (config, input position, evaluation history) of the checkpoint at `step`."""
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
   def wait(self) -> None:
-    """Blocks until every started save is on disk."""
-    self.manager.wait_until_finished()
+    """Blocks until every started save is on disk.
+
+    Raises:
+      CheckpointError: a save failed because the disk is full.
+    """
+    try:
+      self.manager.wait_until_finished()
+    except Exception as error:
+      self._raise_if_disk_full(error)
+      raise
+
+  def _raise_if_disk_full(self, error: BaseException) -> None:
+    if _disk_full(error):
+      raise CheckpointError(
+        f"The disk holding {self.directory} is full: a checkpoint could not be written. The last complete "
+        f"checkpoint is step {self.latest_step()}; free some space and rerun the command to resume from it."
+      ) from error
 
   def close(self) -> None:
     self.manager.close()

@@ -15,6 +15,8 @@ from ml_collections import config_flags
 
 from adamix_jax import config as config_lib
 from adamix_jax import data, distributed, train
+from adamix_jax.checkpointing import CheckpointError
+from adamix_jax.workdir import WorkdirError
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, optionally with a variant: FILE.py:VARIANT.", lock_config=True
@@ -25,6 +27,53 @@ _WORKDIR = flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+# Errors that say what was wrong and what to do in their message: printed as one line, no traceback
+# (ADAMIX_JAX_TRACEBACK=1 shows the full trace).
+USER_ERRORS = (
+  config_lib.ConfigError,
+  data.DataNotPreparedError,
+  train.NonFiniteLossError,
+  WorkdirError,
+  CheckpointError,
+)
+TRACEBACK = "ADAMIX_JAX_TRACEBACK"
+
+
+def _one_line(error: BaseException) -> str:
+  """The message of `error` on one line; ml_collections' "did you mean" for an unknown key made readable."""
+  text = str(error)
+  if isinstance(error, KeyError | AttributeError) and error.args:
+    text = str(error.args[0]).replace("\\'", "'").replace("\\n", "\n").strip("'\"")
+    key, _, hint = text.partition("\n")
+    if hint.startswith("Did you mean"):
+      text = f"{key.strip(chr(39))} is not a config key. {hint}"
+  if "Traceback (most recent call last)" in text:  # absl embeds the config file's traceback: keep its last line.
+    head = text.split(":")[0] if text.startswith("flag --") else ""
+    text = f"{head}: {text.strip().splitlines()[-1]}" if head else text.strip().splitlines()[-1]
+  return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad config file, key or value reported in one line."""
+  try:
+    argv = flags.FLAGS(argv)
+    _ = _CONFIG.value.method  # config_flags defers a file's load error to the first read of the config.
+  except flags.Error as error:  # A missing --workdir, a value of the wrong type, ...
+    _fail(f"{_one_line(error)} (see --helpshort)")
+  except (OSError, SyntaxError, KeyError, AttributeError, ValueError, TypeError) as error:
+    if os.environ.get(TRACEBACK):
+      raise
+    cause = error.__cause__ or error
+    message = str(cause).strip().splitlines()[-1].strip() if isinstance(cause, OSError) else _one_line(cause)
+    _fail(f"the config could not be loaded: {message} ({TRACEBACK}=1 shows the traceback)")
+  return argv
+
+
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -32,8 +81,10 @@ def main(argv: list[str]) -> int:
   try:
     distributed.initialize(_CONFIG.value)
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (config_lib.ConfigError, data.DataNotPreparedError, train.NonFiniteLossError) as error:
-    print(f"error: {error}", file=sys.stderr)
+  except USER_ERRORS as error:
+    if os.environ.get(TRACEBACK):
+      raise
+    print(f"error: {_one_line(error)}", file=sys.stderr)
     return 1
   except train.Interrupted as stopped:
     print(stopped, "Rerun the same command to resume.", file=sys.stderr)
@@ -47,4 +98,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

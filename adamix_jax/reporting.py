@@ -74,18 +74,42 @@ class Progress:
     self.stream.flush()
 
 
+def _keep_records_up_to(path: str, step: int) -> None:
+  """Rewrites the JSON-lines file `path` (if any) without records after `step` or cut short by a kill."""
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    lines = f.read().splitlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue  # A line cut short when the process was killed mid-write.
+  if len(kept) == len(lines):
+    return
+  partial = f"{path}.partial"
+  with tf.io.gfile.GFile(partial, "w") as f:
+    f.write("".join(line + "\n" for line in kept))
+  tf.io.gfile.rename(partial, path, overwrite=True)
+
+
 class MetricWriter:
   """Writes scalars to TensorBoard (`WORKDIR/tensorboard`) and to `WORKDIR/metrics.jsonl`.
 
-  Each JSON line is {"step": int, "kind": "train" | "eval", "metrics": {name: value}}. A resumed run
-  appends to the same file.
+  Each JSON line is {"step": int, "kind": "train" | "eval", "metrics": {name: value}}. A run resumed from
+  the checkpoint of step `start_step` first drops the lines its interrupted predecessor wrote after that
+  step (it writes them again), so each (step, kind) appears once however often the run was stopped.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, start_step: int = 0):
     self.enabled = enabled
     if enabled:
       tf.io.gfile.makedirs(workdir)  # tf.io.gfile: the workdir may be a gs:// bucket on a pod.
-      self._jsonl = tf.io.gfile.GFile(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, "metrics.jsonl")
+      _keep_records_up_to(path, start_step)
+      self._jsonl = tf.io.gfile.GFile(path, "a")
       self._tensorboard = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, kind: str, metrics: dict[str, Any]) -> None:

@@ -22,11 +22,13 @@ import tensorflow as tf
 
 from adamix_jax import config as config_lib
 from adamix_jax import data, steps, visualize
+from adamix_jax import workdir as workdir_lib
 from adamix_jax.checkpointing import Checkpoints
 from adamix_jax.experiment import Experiment, make_experiment
 from adamix_jax.reporting import MetricWriter, Progress
 from adamix_jax.sharding import host_value, make_mesh, shard_batch
 from adamix_jax.train_state import TrainState
+from adamix_jax.workdir import WorkdirError
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -103,7 +105,9 @@ class TrainingLoop:
   an epoch, evaluate and save.
   """
 
-  def __init__(self, config, experiment: Experiment, info: data.DataInfo, mesh, workdir: str, checkpoints):
+  def __init__(
+    self, config, experiment: Experiment, info: data.DataInfo, mesh, workdir: str, checkpoints, start_step: int
+  ):
     self.config, self.mesh, self.checkpoints = config, mesh, checkpoints
     self.steps_per_epoch = experiment.steps_per_epoch
     self.total_steps = self.steps_per_epoch * config.num_epochs
@@ -112,7 +116,7 @@ class TrainingLoop:
     self.train_step = steps.make_train_step(method, nets, experiment.tx, config, info, mesh, self.total_steps)
     self.eval_step = steps.make_eval_step(method, nets, info, mesh)
     self.all_finite = jax.jit(lambda s: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(s)])))
-    self.writer = MetricWriter(workdir, enabled=self.is_main)
+    self.writer = MetricWriter(workdir, enabled=self.is_main, start_step=start_step)
     self.progress = Progress(
       self.total_steps, self.steps_per_epoch, config.batch_size, enabled=self.is_main and config.log.progress
     )
@@ -207,23 +211,54 @@ class TrainingLoop:
   def stop_non_finite(self, step: int, what: str) -> None:
     """Raises NonFiniteLossError once the saves already started are on disk."""
     self.checkpoints.wait()
+    latest = self.checkpoints.latest_step()
+    if latest is None:
+      before = "No checkpoint was written before it: rerunning starts the run over."
+    else:
+      before = (
+        f"The last checkpoint written before it is step {latest} in {self.checkpoints.directory}; it is finite, "
+        "but the run may already have been diverging then (see its loss in metrics.jsonl)."
+      )
     raise NonFiniteLossError(
-      f"The {what} at step {step} (epoch {(step - 1) // self.steps_per_epoch + 1}). Training stopped; the last "
-      f"good checkpoint is step {self.checkpoints.latest_step()} in {self.checkpoints.directory}. Lower "
-      "config.optimizer.lr or check the input data, then rerun to resume from that checkpoint."
+      f"The {what} at step {step} (epoch {(step - 1) // self.steps_per_epoch + 1}). Training stopped. {before} "
+      "Lower config.optimizer.lr or check the input data before rerunning."
     )
 
   def close(self) -> None:
     self.writer.close()
 
 
+# Config keys that decide what the train state holds: a saved run with other values cannot be resumed.
+STATE_KEYS = (
+  "method", "model.name", "model.width", "data.name", "generator.feature_stage", "generator.reduction",
+  "generator.lam_concat", "generator.attention_norm", "ema.track",
+)  # fmt: skip
+
+
 def _start_or_resume(
-  experiment: Experiment, checkpoints: Checkpoints, config: ml_collections.ConfigDict
+  experiment: Experiment, checkpoints: Checkpoints, config: ml_collections.ConfigDict, workdir: str
 ) -> tuple[TrainState, list[dict[str, Any]]]:
-  """The latest checkpoint's state and evaluation history, or a fresh state and an empty history."""
-  if checkpoints.latest_step() is None:
+  """The newest intact checkpoint's state and evaluation history, or a fresh state and an empty history.
+
+  Raises:
+    WorkdirError: the workdir holds a run whose state differs (another method, model or dataset).
+    CheckpointError: it holds checkpoints, none of which can be read.
+  """
+  latest = checkpoints.latest_step()
+  if latest is None:
     return experiment.init(), []
-  state, meta = checkpoints.restore(experiment.abstract_state)
+  try:
+    saved = checkpoints.read_meta(latest)["config"]
+  except Exception:  # Unreadable meta: restore_newest_intact names the damaged checkpoint below.
+    saved = None
+  if saved is not None:
+    changes = _saved_config_changes(saved, config)
+    if conflicts := [change for change in changes if change.split(":")[0] in STATE_KEYS]:
+      raise WorkdirError(
+        f"{workdir} holds a run that this config cannot resume ({'; '.join(conflicts)}). Use another "
+        "--workdir, or the saved run's settings."
+      )
+  state, meta = checkpoints.restore_newest_intact(experiment.abstract_state)
   if jax.process_index() == 0:
     print(f"Resuming from step {int(host_value(state.step))} in {checkpoints.directory}.", flush=True)
     if changes := _saved_config_changes(meta["config"], config):
@@ -231,42 +266,59 @@ def _start_or_resume(
   return state, meta["eval_history"]
 
 
+def _summary(config: ml_collections.ConfigDict, history: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+  return {
+    "reported_top1": reported_number(history, config) if history else None,
+    "reported_head": config_lib.reported_head(config),
+    "median_of_last": config.eval.median_of_last,
+    "steps": steps,
+    "process_index": jax.process_index(),
+    "last_eval": history[-1] if history else None,
+  }
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+  """Trains `config` in `workdir`, resuming from its newest intact checkpoint if there is one.
+
+  The workdir is checked and locked before anything is built: one trainer per workdir.
 
   Returns:
     The run summary (also written to WORKDIR/summary.json): the reported number and the last evaluation.
+    A finished run, rerun, returns its summary and trains nothing.
 
   Raises:
     config_lib.ConfigError: the config cannot work (raised before anything is compiled).
+    WorkdirError: the workdir cannot be written, another trainer holds it, or it holds another run.
     data.DataNotPreparedError: the dataset is missing and cannot be downloaded now.
+    CheckpointError: no checkpoint can be read, or the disk is full.
     NonFiniteLossError: the loss became NaN/inf; the checkpoints written before are intact.
     Interrupted: SIGTERM/SIGINT; the state was saved first.
   """
   mesh = make_mesh(config.num_devices)
   config_lib.validate(config, mesh.size, jax.process_count())
-  info = data.data_info(config)
-  experiment = make_experiment(config, info, mesh)
-  checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)
-  try:
-    state, history = _start_or_resume(experiment, checkpoints, config)
-    loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints)
+  workdir_lib.prepare(workdir)
+  is_main = jax.process_index() == 0
+  with workdir_lib.WorkdirLock(workdir, enabled=is_main):
+    info = data.data_info(config)
+    experiment = make_experiment(config, info, mesh)
+    checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)
     try:
-      state = loop.run(state, history)
+      state, history = _start_or_resume(experiment, checkpoints, config, workdir)
+      steps = int(host_value(state.step))
+      if history and steps >= experiment.steps_per_epoch * config.num_epochs:
+        if is_main:
+          print(f"The run in {workdir} is finished ({steps} steps); nothing to train.", flush=True)
+        return _summary(config, history, steps)
+      loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints, start_step=steps)
+      try:
+        state = loop.run(state, history)
+      finally:
+        loop.close()
     finally:
-      loop.close()
-  finally:
-    checkpoints.close()
+      checkpoints.close()
 
-  summary = {
-    "reported_top1": reported_number(history, config) if history else None,
-    "reported_head": config_lib.reported_head(config),
-    "median_of_last": config.eval.median_of_last,
-    "steps": int(host_value(state.step)),
-    "process_index": jax.process_index(),
-    "last_eval": history[-1] if history else None,
-  }
-  if jax.process_index() == 0:
+  summary = _summary(config, history, int(host_value(state.step)))
+  if is_main:
     with tf.io.gfile.GFile(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
   return summary

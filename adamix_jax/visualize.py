@@ -50,7 +50,7 @@ def load_run(workdir: str, step: int | None = None):
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
   """
-  checkpoints = Checkpoints(workdir, keep=1, asynchronous=False)
+  checkpoints = Checkpoints(workdir, read_only=True)  # Never cleans the save of a trainer beside it.
   try:
     saved = checkpoints.latest_step() if step is None else step
     if saved is None:

@@ -1,6 +1,7 @@
 """Preemption: SIGTERM saves and exits, SIGKILL loses at most the steps since the last checkpoint, and the
 resumed run ends in exactly the state of an uninterrupted one. Runs the real command in subprocesses."""
 
+import json
 import os
 import signal
 import subprocess
@@ -76,3 +77,9 @@ def test_sigterm_and_sigkill_then_resume_equals_uninterrupted_run(tfds_dir, tmp_
   assert "Resuming from step" in process.stdout.read()
   assert max(_steps(workdir)) == max(_steps(reference)) == 100
   chex.assert_trees_all_close(_final_state(workdir), _final_state(reference), rtol=1e-6, atol=1e-7)
+  # Each (step, kind) once in metrics.jsonl after a SIGTERM and a SIGKILL, and the same records as the reference.
+  records = {}
+  for name in (workdir, reference):
+    with open(os.path.join(name, "metrics.jsonl")) as f:
+      records[name] = [(r["step"], r["kind"]) for r in map(json.loads, f)]
+  assert len(records[workdir]) == len(set(records[workdir])) and sorted(records[workdir]) == sorted(records[reference])

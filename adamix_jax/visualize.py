@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from adamix_jax import data, gallery
 from adamix_jax.checkpointing import Checkpoints
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--count", type=int, default=8, help="test images to mix")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
   args = parser.parse_args(argv)
+  logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager will not save: it will not.
   try:
     for path in render_checkpoint(args.workdir, args.out, args.count, args.step):
       print(f"wrote {path}")

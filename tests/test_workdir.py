@@ -220,15 +220,21 @@ def test_config_mistakes_are_one_line(tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
-def test_sigkill_leaves_a_lock_the_next_run_takes_over(tfds_dir, tmp_path):
+def test_after_sigkill_the_next_run_takes_over_the_lock_and_skips_a_damaged_checkpoint(tfds_dir, tmp_path):
   workdir = str(tmp_path / "run")
   process = _popen(_command(workdir, tfds_dir))
-  _wait_for(lambda: _steps(workdir), process)
+  _wait_for(lambda: len(_steps(workdir)) >= 2, process)
   process.send_signal(signal.SIGKILL)
   process.wait(timeout=60)
   assert os.path.exists(os.path.join(workdir, LOCK_NAME))
+  latest, previous = _steps(workdir)[-1], _steps(workdir)[-2]
+  _damage(os.path.join(workdir, "checkpoints", str(latest)), "truncated_manifest")
   rerun = _popen(_command(workdir, tfds_dir))
   stdout, stderr = rerun.communicate(timeout=300)
   assert rerun.returncode == 0, stderr
-  assert "Taking over the lock" in stdout and "Resuming from step" in stdout
+  assert "Taking over the lock" in stdout and f"warning: checkpoint step {latest}" in stdout
+  assert f"Resuming from step {previous}" in stdout
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [(r["step"], r["kind"]) for r in map(json.loads, f)]
+  assert len(records) == len(set(records)) and max(step for step, _ in records) == 60
   shutil.rmtree(workdir)

@@ -66,10 +66,17 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tfds_dir
   failed_step = int(re.search(r"at step (\d+)", str(error.value)).group(1))
   steps = _checkpoint_steps(workdir)
   assert steps and max(steps) < failed_step
-  assert f"last good checkpoint is step {max(steps)}" in str(error.value)
+  assert f"The last checkpoint written before it is step {max(steps)}" in str(error.value)
+  assert "may already have been diverging" in str(error.value)  # Finite is not called good.
   restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(max(steps)), "state"))
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored["params"]))
   assert math.isfinite(_records(workdir, "train")[-1]["metrics"]["loss"])
+
+
+def test_divergence_before_any_checkpoint_says_there_is_none(tfds_dir, tmp_path):
+  config = tiny_config(tfds_dir, **{"optimizer.lr": 1e30})
+  with pytest.raises(train.NonFiniteLossError, match="No checkpoint was written before it"):
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 @pytest.mark.parametrize("method", ["erm", "adautomix"])

@@ -56,16 +56,9 @@ def steps_per_epoch(config: ml_collections.ConfigDict, info: data.DataInfo) -> i
   return steps
 
 
-def make_experiment(
-  config: ml_collections.ConfigDict, info: data.DataInfo, mesh: Mesh, method: methods.Method | None = None
-) -> Experiment:
-  """Builds the run of `config` on `mesh` for data described by `info`.
-
-  Args:
-    method: the method instance to use (default: `methods.METHODS[config.method](config)`); tests pass one
-      with a recorded plan sampler.
-  """
-  method = method or methods.METHODS[config.method](config)
+def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh: Mesh) -> Experiment:
+  """Builds the run of `config` on `mesh` for data described by `info`."""
+  method = methods.METHODS[config.method](config)
   classifier = models.make_classifier(
     config.model.name,
     info.num_classes,

@@ -8,13 +8,31 @@ import os
 
 import ml_collections
 
-from adamix_jax import distributed, generators, losses, methods, models
+from adamix_jax import distributed, generators, losses, methods, models, schedules
 from adamix_jax.data import augment, datasets, input_pipeline, rand_augment
 from adamix_jax.methods import adautomix
 
 
 class ConfigError(ValueError):
   """A configuration value that cannot work. The message says which key and what would."""
+
+
+def randaugment_config(num_ops: int) -> ml_collections.ConfigDict:
+  """RandAugment options (data/rand_augment.py): the FixMatch policy at full magnitude; num_ops 0 is off."""
+  options = ml_collections.ConfigDict()
+  options.num_ops = num_ops  # Operations drawn per image; 0: off.
+  options.level = 30.0  # Magnitude level out of max_level (max_level: each range's far end).
+  options.max_level = 30.0
+  options.prob = 0.5  # Probability that each drawn operation is applied.
+  options.negate_prob = 0.5  # Probability that a directed operation is negated.
+  options.operations = tuple(rand_augment.FIXMATCH_OPERATIONS)  # The 14 FixMatch operations.
+  options.fill = (128, 128, 128)  # Colour brought in by rotations, shears, translations.
+  return options
+
+
+def cutout_config(size: int, fill=(128, 128, 128), prob: float = 1.0) -> ml_collections.ConfigDict:
+  """Cutout options: one size x size square of `fill` (size 0 is off), cut with probability `prob`."""
+  return ml_collections.ConfigDict({"size": size, "fill": fill, "prob": prob})
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -44,18 +62,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.resize_method = "bilinear"  # "bilinear" or "bicubic", for random_resized_crop and evaluation.
   config.data.eval_resize = 0  # Evaluation: shorter side resized to this, then centre crop (0: image_size).
   config.data.flip = True  # Random horizontal flip.
-  config.data.randaugment = ml_collections.ConfigDict()  # After crop and flip (data/rand_augment.py).
-  config.data.randaugment.num_ops = 0  # Operations drawn per image; 0: off.
-  config.data.randaugment.level = 30.0  # Magnitude level out of max_level (max_level: each range's far end).
-  config.data.randaugment.max_level = 30.0
-  config.data.randaugment.prob = 0.5  # Probability that each drawn operation is applied.
-  config.data.randaugment.negate_prob = 0.5  # Probability that a directed operation is negated.
-  config.data.randaugment.operations = tuple(rand_augment.FIXMATCH_OPERATIONS)  # The 14 FixMatch operations.
-  config.data.randaugment.fill = (128, 128, 128)  # Colour brought in by rotations, shears, translations.
-  config.data.cutout = ml_collections.ConfigDict()  # After RandAugment: one square of `fill`.
-  config.data.cutout.size = 0  # Side in pixels; 0: off.
-  config.data.cutout.fill = (128, 128, 128)
-  config.data.cutout.prob = 1.0  # Probability that the square is cut.
+  config.data.randaugment = randaugment_config(num_ops=0)  # After crop and flip (data/rand_augment.py).
+  config.data.cutout = cutout_config(size=0)  # After RandAugment: one square of `fill`.
   config.data.max_train_examples = 0  # Use only the first N training examples (0: all). For smoke runs.
   config.data.max_eval_examples = 0  # Evaluate only the first N test examples (0: all).
   config.data.cache = True  # Keep the decoded split in host memory (small datasets).
@@ -76,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 1e-4  # Coupled L2, added to the gradient as PyTorch SGD does.
+  config.optimizer.decay_norm_and_bias = True  # False: no decay on norm scales/offsets and biases.
   config.optimizer.generator = ml_collections.ConfigDict()  # The mask generator's own schedule (paramwise lr).
   config.optimizer.generator.lr = 0.0  # 0: the generator follows the classifier's lr and min_lr.
   config.optimizer.generator.min_lr = 0.0  # Floor of the generator's cosine when its lr is set.
@@ -109,6 +118,21 @@ def base_config() -> ml_collections.ConfigDict:
   config.automix.lam_margin = 0.08  # Classifier batch: vanilla mixup when lambda is this close to 0 or 1.
   config.automix.mask_loss = 0.1  # Weight of the mask loss.
   config.automix.mask_margin = 0.1  # The mask loss ignores area errors up to this margin.
+
+  config.semisup = (
+    ml_collections.ConfigDict()
+  )  # A labeled subset, and FixMatch / DMixMatch (docs/method.md#semi-supervised-learning).
+  config.semisup.num_labeled = 0  # Labeled examples, class-balanced, chosen from config.seed; 0: every label.
+  config.semisup.labeled_indices = ""  # Or a file of training-split indices (.json, .txt, .npy) to use as labeled.
+  config.semisup.unlabeled_ratio = 7  # Unlabeled images per labeled one in a step: batch_size * ratio of them.
+  config.semisup.threshold = 0.95  # A pseudo-label counts where the teacher's top probability is >= this.
+  config.semisup.unlabeled_weight = 1.0  # Weight of the FixMatch term.
+  config.semisup.weak_crop_padding = 2  # The weak view: reflect-pad random crop and flip.
+  config.semisup.strong = ml_collections.ConfigDict()  # The strong view: crop and flip, RandAugment, Cutout.
+  config.semisup.strong.crop_padding = 4
+  config.semisup.strong.randaugment = randaugment_config(num_ops=3)
+  config.semisup.strong.cutout = cutout_config(size=4, fill=(125, 123, 114), prob=0.5)
+  config.semisup.mix_ramp = "compound"  # dmixmatch: weight ramp of the labeled x unlabeled term (MIX_RAMPS).
 
   config.generator = ml_collections.ConfigDict()  # The mask generator of AdAutoMix / AutoMix.
   config.generator.feature_stage = 2  # Backbone stage output it reads (2: stage 3 of a ResNet).
@@ -187,6 +211,25 @@ def reported_head(config: ml_collections.ConfigDict) -> str:
   return methods.METHODS[config.method].reported if config.eval.report == "auto" else config.eval.report
 
 
+def _validate_view_options(config: ml_collections.ConfigDict, prefix: str) -> None:
+  """The RandAugment and Cutout options under config.<prefix> (data, or semisup.strong)."""
+  options = _get(config, f"{prefix}.randaugment")
+  ra, cut = f"{prefix}.randaugment", f"{prefix}.cutout"
+  _positive(config, f"{ra}.num_ops", f"{ra}.level", f"{cut}.size", f"{prefix}.crop_padding", allow_zero=True)
+  _positive(config, f"{ra}.max_level")
+  if options.level > options.max_level:
+    raise ConfigError(f"config.{ra}.level = {options.level} exceeds max_level = {options.max_level}.")
+  for key in (f"{ra}.prob", f"{ra}.negate_prob", f"{cut}.prob"):
+    if not 0.0 <= _get(config, key) <= 1.0:
+      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+  for name in options.operations:
+    _choice(name, rand_augment.FIXMATCH_OPERATIONS, f"{ra}.operations")
+  for key in (f"{ra}.fill", f"{cut}.fill"):
+    fill = tuple(_get(config, key))
+    if len(fill) != 3 or not all(0 <= v <= 255 for v in fill):
+      raise ConfigError(f"config.{key} = {fill} must be three values in [0, 255] (one per channel).")
+
+
 def _validate_data(config: ml_collections.ConfigDict) -> None:
   spec = datasets.DATASETS[config.data.name]
   _choice(config.data.augment, augment.AUGMENTATIONS, "data.augment")
@@ -203,26 +246,50 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
       f"config.data.augment = 'crop_flip' keeps the images' own size ({spec.image_size or 'varying'}), but "
       f"config.data.image_size = {config.data.image_size}. Use 'random_resized_crop', or image_size 0."
     )
-  options = config.data.randaugment
-  _positive(config, "data.randaugment.num_ops", "data.randaugment.level", "data.cutout.size", allow_zero=True)
-  _positive(config, "data.randaugment.max_level")
-  if options.level > options.max_level:
-    raise ConfigError(f"config.data.randaugment.level = {options.level} exceeds max_level = {options.max_level}.")
-  for key in ("data.randaugment.prob", "data.randaugment.negate_prob", "data.cutout.prob"):
-    if not 0.0 <= _get(config, key) <= 1.0:
-      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
-  for name in options.operations:
-    _choice(name, rand_augment.FIXMATCH_OPERATIONS, "data.randaugment.operations")
-  for key in ("data.randaugment.fill", "data.cutout.fill"):
-    fill = tuple(_get(config, key))
-    if len(fill) != 3 or not all(0 <= v <= 255 for v in fill):
-      raise ConfigError(f"config.{key} = {fill} must be three values in [0, 255] (one per channel).")
+  _validate_view_options(config, "data")
   low, high = config.data.crop_scale
   if not 0 < low <= high <= 1:
     raise ConfigError(f"config.data.crop_scale = {(low, high)} must satisfy 0 < low <= high <= 1.")
   if config.data.eval_resize and config.data.eval_resize < size:
     raise ConfigError(
       f"config.data.eval_resize = {config.data.eval_resize} is smaller than the {size}-pixel centre crop."
+    )
+
+
+def uses_labeled_subset(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run trains on a labeled subset (config.semisup.num_labeled or labeled_indices)."""
+  return bool(config.semisup.num_labeled or config.semisup.labeled_indices)
+
+
+def _validate_semisup(config: ml_collections.ConfigDict) -> None:
+  options, method = config.semisup, methods.METHODS[config.method]
+  _positive(config, "semisup.num_labeled", "semisup.unlabeled_weight", "semisup.weak_crop_padding", allow_zero=True)
+  _positive(config, "semisup.unlabeled_ratio")
+  if not 0 < options.threshold <= 1:
+    raise ConfigError(f"config.semisup.threshold = {options.threshold!r} must lie in (0, 1].")
+  _choice(options.mix_ramp, schedules.MIX_RAMPS, "semisup.mix_ramp")
+  _validate_view_options(config, "semisup.strong")
+  if options.num_labeled and options.labeled_indices:
+    raise ConfigError(
+      f"config.semisup.num_labeled = {options.num_labeled} and config.semisup.labeled_indices = "
+      f"{options.labeled_indices!r} both choose the labeled set. Set one of them."
+    )
+  if options.labeled_indices and not os.path.isfile(options.labeled_indices):
+    raise ConfigError(
+      f"config.semisup.labeled_indices = {options.labeled_indices!r} is not a file. Give a .json list, a .txt "
+      "with one index per line, or a .npy of training-split indices."
+    )
+  if method.semi_supervised and not uses_labeled_subset(config):
+    raise ConfigError(
+      f"config.method = {config.method!r} learns from a labeled subset and the unlabeled rest: set "
+      "config.semisup.num_labeled (e.g. 2500) or config.semisup.labeled_indices."
+    )
+  spec = datasets.DATASETS[config.data.name]
+  if uses_labeled_subset(config) and (spec.source == "image_folder" or spec.image_size == 0):
+    fixed = [name for name, s in datasets.DATASETS.items() if s.source != "image_folder" and s.image_size]
+    raise ConfigError(
+      f"A labeled subset needs a dataset of fixed-size images held in host memory; config.data.name = "
+      f"{config.data.name!r} is not one. Valid choices: {', '.join(sorted(fixed))}."
     )
 
 
@@ -253,6 +320,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
   _positive(config, "optimizer.min_lr", "optimizer.weight_decay", "optimizer.momentum", allow_zero=True)
   _positive(config, "data.crop_padding", "data.max_train_examples", "data.max_eval_examples", allow_zero=True)
   _validate_data(config)
+  _validate_semisup(config)
   _choice(config.distributed.mode, distributed.MODES, "distributed.mode")
   _positive(config, "data.input_slices", allow_zero=True)
   try:
@@ -284,11 +352,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     raise ConfigError(
       f"config.mixup.manifoldmix_stages = {config.mixup.manifoldmix_stages} must be a subset of (0, 1, 2)."
     )
-  if config.loss.dm.eta > 0 and not issubclass(methods.METHODS[config.method], methods.StaticMixup):
-    mixing_methods = [name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup)]
+  if config.loss.dm.eta > 0 and not methods.METHODS[config.method].accepts_dm:
+    dm_methods = [name for name, cls in methods.METHODS.items() if cls.accepts_dm]
     raise ConfigError(
       f"config.loss.dm.eta = {config.loss.dm.eta} needs a mixing method; config.method = {config.method!r}. "
-      f"Valid choices: {', '.join(sorted(mixing_methods))}."
+      f"Valid choices: {', '.join(sorted(dm_methods))}."
     )
   if config.adautomix.num_mix < 2:
     raise ConfigError(f"config.adautomix.num_mix = {config.adautomix.num_mix} must be >= 2.")

@@ -46,19 +46,29 @@ class Experiment:
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, info: data.DataInfo) -> int:
-  """Full batches in one pass over the training split (the last partial batch is dropped)."""
-  steps = info.num_train // config.batch_size
+  """Steps in one epoch: full batches in one pass over the training split (the last partial one dropped).
+
+  A labeled-subset run counts its epoch as one pass over the unlabeled pool (the whole split) at
+  batch_size * semisup.unlabeled_ratio images a step, whatever the method, so a supervised-only baseline
+  with the same num_epochs trains as many steps as FixMatch.
+  """
+  per_step = config.batch_size
+  if config_lib.uses_labeled_subset(config):
+    per_step *= config.semisup.unlabeled_ratio
+  steps = info.num_train // per_step
   if steps == 0:
     raise config_lib.ConfigError(
-      f"config.batch_size = {config.batch_size} exceeds the {info.num_train} training examples: "
-      "an epoch would have no step."
+      f"{per_step} training examples a step (config.batch_size = {config.batch_size}"
+      f"{', times config.semisup.unlabeled_ratio' if per_step != config.batch_size else ''}) exceed the "
+      f"{info.num_train} training examples: an epoch would have no step."
     )
   return steps
 
 
 def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh: Mesh) -> Experiment:
   """Builds the run of `config` on `mesh` for data described by `info`."""
-  method = methods.METHODS[config.method](config)
+  spe = steps_per_epoch(config, info)
+  method = methods.METHODS[config.method](config, total_steps=spe * config.num_epochs)
   classifier = models.make_classifier(
     config.model.name,
     info.num_classes,
@@ -72,7 +82,6 @@ def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   sample = np.zeros((1, *info.image_shape), np.float32)
   abstract_params, abstract_stats = jax.eval_shape(lambda: method.init_variables(nets, init_rng, sample))
-  spe = steps_per_epoch(config, info)
   tx = make_optimizer(config, abstract_params, spe)
   ema = method.keeps_ema(config)
 

@@ -16,17 +16,38 @@ def _at_least_float32(x: jax.Array) -> jax.Array:
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def _weighted_mean(values: jax.Array, weights: jax.Array | None) -> jax.Array:
+  """mean(weights * values) over the batch: rows of weight 0 count in the denominator (sum / B)."""
+  return jnp.mean(values if weights is None else _at_least_float32(weights) * values)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """Softmax cross-entropy averaged over the batch.
 
   Args:
     logits: [B, C] (any float dtype; cast to float32).
     labels: int [B] class indices.
+    weights: optional [B] per-example weights (e.g. a pseudo-label mask); the sum is still divided by B.
 
   Returns:
     A float32 scalar.
   """
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(_at_least_float32(logits), labels))
+  return _weighted_mean(optax.softmax_cross_entropy_with_integer_labels(_at_least_float32(logits), labels), weights)
+
+
+def pseudo_labels(teacher_logits: jax.Array, threshold: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """FixMatch's hard pseudo-labels: the teacher's top class, kept where its probability >= threshold.
+
+  Args:
+    teacher_logits: [B, C].
+    threshold: the confidence a pseudo-label needs (0.95 in FixMatch).
+
+  Returns:
+    (labels int32 [B], mask float32 [B] of 1s where kept, top probability float32 [B]), without gradient.
+  """
+  probs = jax.nn.softmax(_at_least_float32(jax.lax.stop_gradient(teacher_logits)), axis=-1)
+  confidence = jnp.max(probs, axis=-1)
+  return jnp.argmax(probs, axis=-1).astype(jnp.int32), (confidence >= threshold).astype(jnp.float32), confidence
 
 
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -40,20 +61,23 @@ def _per_example(lams: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.broadcast_to(_at_least_float32(jnp.asarray(lams)).reshape(labels.shape[0], -1), labels.shape)
 
 
-def mixup_cross_entropy(logits: jax.Array, labels: jax.Array, lams: jax.Array) -> jax.Array:
+def mixup_cross_entropy(
+  logits: jax.Array, labels: jax.Array, lams: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
   """Cross-entropy with the soft target sum_i lams_i onehot(labels_i), batch mean.
 
   Args:
     logits: [B, C].
     labels: int [N, B], the class of each of the N mixed sources.
     lams: [N] or [N, B], the weight of each source (summing to 1 over N).
+    weights: optional [B] per-example weights; the sum is still divided by B.
 
   Returns:
     A float32 scalar.
   """
   log_probs = jax.nn.log_softmax(_at_least_float32(logits), axis=-1)
   picked = jnp.take_along_axis(log_probs[None], labels[..., None], axis=-1)[..., 0]  # [N, B]
-  return -jnp.mean(jnp.sum(_per_example(lams, labels) * picked, axis=0))
+  return _weighted_mean(-jnp.sum(_per_example(lams, labels) * picked, axis=0), weights)
 
 
 def _decoupled_terms(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -89,6 +113,7 @@ def decoupled_mixup_loss(
   lam_power: float = 1.0,
   threshold: float = 0.5,
   official_pairing: bool = False,
+  weights: jax.Array | None = None,
 ) -> jax.Array:
   """Decoupled Mixup: mixup cross-entropy plus the decoupled regulariser (docs/method.md#decoupled-mixup).
 
@@ -111,6 +136,8 @@ def decoupled_mixup_loss(
     official_pairing: reproduce the official code instead of the intended pairing (N = 2 only): eta_a and
       eta_b are given to the two mixed classes in the class-index order of row 0 (swapped for the whole
       batch when labels[0, 0] > labels[1, 0]), and the regulariser is skipped when lam_a of row 0 is 0.5.
+    weights: optional [B] per-example weights of the whole loss (DMixMatch's pseudo-label mask); the
+      sum is still divided by B.
 
   Returns:
     A float32 scalar.
@@ -122,15 +149,15 @@ def decoupled_mixup_loss(
       f"mode = {mode!r} with official_pairing = {official_pairing} needs 2 sources, not {labels.shape[0]}."
     )
   lams = _per_example(lams, labels)
-  weights = lams
+  selected = lams
   if mode != "both":
     keep_a = lams[0] < threshold if mode == "less" else lams[0] >= threshold
-    weights = lams * jnp.stack([keep_a, ~keep_a])
-  etas = _eta_scale(weights, eta, lam_power)  # [N, B]
+    selected = lams * jnp.stack([keep_a, ~keep_a])
+  etas = _eta_scale(selected, eta, lam_power)  # [N, B]
   regulariser_on = jnp.ones(labels.shape[1:], jnp.bool_)
   if official_pairing:
     etas = jnp.where(labels[0, 0] > labels[1, 0], etas[::-1], etas)
     regulariser_on &= lams[0, 0] != 0.5
   terms, num_mixed = _decoupled_terms(logits, labels)
   regulariser = jnp.where(regulariser_on & (num_mixed >= 2), jnp.sum(etas * terms, axis=0), 0.0)
-  return mixup_cross_entropy(logits, labels, lams) + jnp.mean(regulariser)
+  return mixup_cross_entropy(logits, labels, lams, weights) + _weighted_mean(regulariser, weights)

@@ -32,6 +32,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 USER_ERRORS = (
   config_lib.ConfigError,
   data.DataNotPreparedError,
+  data.LabeledSubsetError,
   train.NonFiniteLossError,
   WorkdirError,
   CheckpointError,

@@ -26,6 +26,10 @@ from adamix_jax.methods import Method, Networks
 from adamix_jax.sharding import AXIS
 from adamix_jax.train_state import TrainState, ema_update
 
+# The uint8 image arrays of a training batch (the labeled images; a semi-supervised run's two views of its
+# unlabeled ones): normalised on the device. The other keys (labels) pass as they are.
+IMAGE_KEYS = ("images", "weak", "strong")
+
 
 def make_train_step(
   method: Method,
@@ -47,7 +51,7 @@ def make_train_step(
   def per_device(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     rng = jax.random.fold_in(rng, lax.axis_index(AXIS))
-    batch = {"images": normalize(batch["images"], info.mean, info.std), "labels": batch["labels"]}
+    batch = {key: normalize(x, info.mean, info.std) if key in IMAGE_KEYS else x for key, x in batch.items()}
     # Differentiate a device-local copy of the replicated parameters: its gradient is this device's alone
     # (shard_map would otherwise sum the gradient of a replicated input over the devices), then average.
     local_params = jax.tree.map(lambda x: lax.pcast(x, AXIS, to="varying"), state.params)

@@ -24,6 +24,7 @@ from adamix_jax import config as config_lib
 from adamix_jax import data, steps, visualize
 from adamix_jax import workdir as workdir_lib
 from adamix_jax.checkpointing import Checkpoints
+from adamix_jax.data import input_pipeline, labeled_subset, sources
 from adamix_jax.experiment import Experiment, make_experiment
 from adamix_jax.reporting import MetricWriter, Progress
 from adamix_jax.sharding import host_value, make_mesh, shard_batch
@@ -106,7 +107,15 @@ class TrainingLoop:
   """
 
   def __init__(
-    self, config, experiment: Experiment, info: data.DataInfo, mesh, workdir: str, checkpoints, start_step: int
+    self,
+    config,
+    experiment: Experiment,
+    info: data.DataInfo,
+    mesh,
+    workdir: str,
+    checkpoints,
+    start_step: int,
+    labeled_indices=None,
   ):
     self.config, self.mesh, self.checkpoints = config, mesh, checkpoints
     self.steps_per_epoch = experiment.steps_per_epoch
@@ -120,9 +129,13 @@ class TrainingLoop:
     self.progress = Progress(
       self.total_steps, self.steps_per_epoch, config.batch_size, enabled=self.is_main and config.log.progress
     )
-    self.pipeline = data.InputPipeline(
-      config, info, process_index=jax.process_index(), process_count=jax.process_count()
-    )
+    processes = {"process_index": jax.process_index(), "process_count": jax.process_count()}
+    if labeled_indices is None:
+      self.pipeline = data.InputPipeline(config, info, **processes)
+    else:
+      self.pipeline = data.SubsetPipeline(
+        config, info, labeled_indices, self.steps_per_epoch, unlabeled=method.semi_supervised, **processes
+      )
     self.info = info
     self.previewer = None  # Process 0 draws the method's mixing of fixed test images every K steps.
     if self.is_main and config.log.images_every_steps:
@@ -266,6 +279,16 @@ def _start_or_resume(
   return state, meta["eval_history"]
 
 
+def _labeled_subset(config: ml_collections.ConfigDict, info: data.DataInfo, workdir: str):
+  """The run's labeled indices (labeled_subset.resolve), saved into the workdir by process 0 on first use."""
+  labels = sources.train_labels(config)
+  slices = input_pipeline.input_slices(config, jax.process_count())
+  indices = labeled_subset.resolve(config, labels, info.num_classes, workdir, slices)
+  if jax.process_index() == 0:
+    labeled_subset.save(workdir, indices, labels, config.semisup.labeled_indices or f"balanced, seed {config.seed}")
+  return indices
+
+
 def _summary(config: ml_collections.ConfigDict, history: list[dict[str, Any]], steps: int) -> dict[str, Any]:
   return {
     "reported_top1": reported_number(history, config) if history else None,
@@ -290,6 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config_lib.ConfigError: the config cannot work (raised before anything is compiled).
     WorkdirError: the workdir cannot be written, another trainer holds it, or it holds another run.
     data.DataNotPreparedError: the dataset is missing and cannot be downloaded now.
+    data.LabeledSubsetError: the labeled subset cannot be built (too many labels, a bad index file).
     CheckpointError: no checkpoint can be read, or the disk is full.
     NonFiniteLossError: the loss became NaN/inf; the checkpoints written before are intact.
     Interrupted: SIGTERM/SIGINT; the state was saved first.
@@ -300,6 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_main = jax.process_index() == 0
   with workdir_lib.WorkdirLock(workdir, enabled=is_main):
     info = data.data_info(config)
+    labeled_indices = _labeled_subset(config, info, workdir) if config_lib.uses_labeled_subset(config) else None
     experiment = make_experiment(config, info, mesh)
     checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)
     try:
@@ -309,7 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
           print(f"The run in {workdir} is finished ({steps} steps); nothing to train.", flush=True)
         return _summary(config, history, steps)
-      loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints, start_step=steps)
+      loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints, steps, labeled_indices)
       try:
         state = loop.run(state, history)
       finally:

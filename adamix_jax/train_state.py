@@ -39,10 +39,21 @@ class TrainState:
   rng: jax.Array
 
 
-def sgd(schedule, *, momentum: float, nesterov: bool, weight_decay: float) -> optax.GradientTransformation:
-  """PyTorch's SGD: coupled L2 (added to the gradient), momentum buffer started at the first gradient."""
+def decays(params: Any) -> Any:
+  """True for the leaves weight decay applies to when norms and biases are excluded: kernels, not `scale`
+  (norm layers) or `bias` (norm layers and linear/conv biases)."""
+  return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key not in ("scale", "bias"), params)
+
+
+def sgd(
+  schedule, *, momentum: float, nesterov: bool, weight_decay: float, decay_norm_and_bias: bool = True
+) -> optax.GradientTransformation:
+  """PyTorch's SGD: coupled L2 (added to the gradient), momentum buffer started at the first gradient.
+
+  `decay_norm_and_bias=False` leaves norm parameters and biases out of the weight decay (`decays`).
+  """
   return optax.chain(
-    optax.add_decayed_weights(weight_decay),
+    optax.add_decayed_weights(weight_decay, mask=None if decay_norm_and_bias else decays),
     optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov),
   )
 
@@ -64,8 +75,9 @@ def make_optimizer(
       lr, min_lr = options.generator.lr, options.generator.min_lr
     schedule = schedules.cosine_per_epoch(lr, min_lr, steps_per_epoch, config.num_epochs)
     transforms[group] = sgd(
-      schedule, momentum=options.momentum, nesterov=options.nesterov, weight_decay=options.weight_decay
-    )
+      schedule, momentum=options.momentum, nesterov=options.nesterov, weight_decay=options.weight_decay,
+      decay_norm_and_bias=options.decay_norm_and_bias,
+    )  # fmt: skip
   labels = {group: jax.tree.map(lambda _, g=group: g, tree) for group, tree in params.items()}
   return optax.partition(transforms, labels)
 

@@ -2,7 +2,9 @@
 
 from adamix_jax.data.datasets import DATASETS, DatasetSpec
 from adamix_jax.data.input_pipeline import InputPipeline, num_eval_batches
+from adamix_jax.data.labeled_subset import LabeledSubsetError
 from adamix_jax.data.sources import DataInfo, DataNotPreparedError, data_info, prepared_builder
+from adamix_jax.data.subset_pipeline import SubsetPipeline
 
 __all__ = [
   "DATASETS",
@@ -10,6 +12,8 @@ __all__ = [
   "DataNotPreparedError",
   "DatasetSpec",
   "InputPipeline",
+  "LabeledSubsetError",
+  "SubsetPipeline",
   "data_info",
   "num_eval_batches",
   "prepared_builder",

@@ -26,17 +26,18 @@ from adamix_jax.data.sources import (
 )
 
 
-def stream_seed(seed: int, epoch: int, slice_index: int) -> np.ndarray:
-  """The seed of one slice's epoch: int64 [2], a hash of (seed, epoch, slice_index).
+def stream_seed(seed: int, epoch: int, slice_index: int, *stream: int) -> np.ndarray:
+  """The seed of one slice's epoch: int64 [2], a hash of (seed, epoch, slice_index[, stream]).
 
-  numpy's `SeedSequence` mixes the three integers (any size, no collisions by construction of the
-  arithmetic); its first word seeds the epoch's shuffle, and each example's augmentation seed is
-  `tf.random.experimental.stateless_fold_in(stream_seed, index in the shuffled epoch)`.
+  numpy's `SeedSequence` mixes the integers (any size, no collisions by construction of the arithmetic);
+  its first word seeds the epoch's shuffle, and each example's augmentation seed is
+  `tf.random.experimental.stateless_fold_in(stream_seed, index in the shuffled epoch)`. `stream` names
+  the streams of a labeled-subset run (`subset_pipeline.py`); the supervised stream has none.
   """
-  return np.random.SeedSequence((seed, epoch, slice_index)).generate_state(2).astype(np.int64)
+  return np.random.SeedSequence((seed, epoch, slice_index, *stream)).generate_state(2).astype(np.int64)
 
 
-def _load(config, split: str, limit: int, index: int, count: int) -> tf.data.Dataset:
+def load_split_slice(config, split: str, limit: int, index: int, count: int) -> tf.data.Dataset:
   """Slice `index` of `count` even slices of the first `limit` (0: all) examples of `split`: (image, label).
 
   Images are uint8 [H, W, C] for fixed-size tfds datasets and encoded bytes otherwise; the order is fixed.
@@ -109,9 +110,11 @@ class InputPipeline:
     self._slice_ids = range(process_index * per_process, (process_index + 1) * per_process)
     cache = (lambda ds: ds.cache()) if config.data.cache else (lambda ds: ds)
     self._train = [
-      cache(_load(config, spec.train_split, limit, k, per_process * process_count)) for k in self._slice_ids
+      cache(load_split_slice(config, spec.train_split, limit, k, per_process * process_count)) for k in self._slice_ids
     ]
-    self._eval_source = _load(config, spec.eval_split, config.data.max_eval_examples, process_index, process_count)
+    self._eval_source = load_split_slice(
+      config, spec.eval_split, config.data.max_eval_examples, process_index, process_count
+    )
     self._eval = cache(self._eval_source)
     self._num_local_eval = int(self._eval_source.cardinality())  # Known: tfds asserts it, folders list it.
 

@@ -13,6 +13,7 @@ import socket
 import urllib.parse
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -176,3 +177,20 @@ def data_info(config: ml_collections.ConfigDict) -> DataInfo:
     num_eval = info.splits[split_with_limit(spec.eval_split, config.data.max_eval_examples)].num_examples
   size = config.data.image_size or spec.image_size
   return DataInfo(num_classes, (size, size, channels), num_train, num_eval, spec.mean, spec.std)
+
+
+def train_labels(config: ml_collections.ConfigDict) -> np.ndarray:
+  """int64 [N], the label of every example of the (possibly truncated) training split, in order.
+
+  Reads the labels only (images are not decoded). Fixed-size tfds datasets only (what a labeled subset needs).
+  """
+  spec = DATASETS[config.data.name]
+  ds = prepared_builder(config).as_dataset(
+    split=split_with_limit(spec.train_split, config.data.max_train_examples),
+    as_supervised=True,
+    shuffle_files=False,
+    decoders={"image": tfds.decode.SkipDecoding()},
+    read_config=tfds.ReadConfig(try_autocache=False),
+  )
+  batches = ds.map(lambda image, label: label).batch(65536).as_numpy_iterator()
+  return np.concatenate(list(batches)).astype(np.int64)

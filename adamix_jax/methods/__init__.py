@@ -5,10 +5,12 @@ from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
+from adamix_jax.methods.semisup import DMixMatch, FixMatch
 from adamix_jax.methods.static_mixup import CutMix, FMix, ManifoldMix, MixUp, ResizeMix, SaliencyMix, StaticMixup
 
 METHODS: dict[str, type[Method]] = {
-  method.name: method for method in (ERM, MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix, AutoMix, AdAutoMix)
+  method.name: method
+  for method in (ERM, MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix, AutoMix, AdAutoMix, FixMatch, DMixMatch)
 }
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
   "ERM",
   "AdAutoMix",
   "AutoMix",
+  "DMixMatch",
+  "FixMatch",
   "LearnedMixPlan",
   "LearnedMixup",
   "Method",

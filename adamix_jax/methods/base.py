@@ -32,16 +32,23 @@ class Method(abc.ABC):
     reported: the "<online|ema>/<head>" whose median top-1 is the paper's number for this method.
     has_teacher: the loss runs an EMA teacher (which then always exists and keeps its own BatchNorm
       statistics); methods without one keep an EMA network only with `config.ema.track`.
+    semi_supervised: the method learns from a labeled subset and an unlabeled stream (weak and strong views).
+    accepts_dm: the method's mixup loss can be Decoupled Mixup (`config.loss.dm.eta > 0`).
     config: the run's configuration (methods read their options from it).
+    total_steps: the run's training iterations (0 where not known).
   """
 
   name: ClassVar[str]
   head_names: ClassVar[tuple[str, ...]] = ("one",)
   reported: ClassVar[str] = "online/one"  # The head reported by default (config.eval.report = "auto").
   has_teacher: ClassVar[bool] = False
+  semi_supervised: ClassVar[bool] = False
+  accepts_dm: ClassVar[bool] = False
 
-  def __init__(self, config):
+  def __init__(self, config, total_steps: int = 0):
+    """`total_steps`: the run's training iterations, for schedules a loss keeps (0: not known, e.g. previews)."""
     self.config = config
+    self.total_steps = total_steps
 
   @classmethod
   def keeps_ema(cls, config) -> bool:
@@ -87,9 +94,14 @@ class Method(abc.ABC):
     """
 
 
-def train_pass(classifier: Classifier, params, batch_stats, images: jax.Array) -> tuple[ClassifierOutput, Any]:
-  """One train-mode pass (batch statistics, running statistics updated): (ClassifierOutput, new batch_stats)."""
+def train_pass(
+  classifier: Classifier, params, batch_stats, images: jax.Array, **kwargs
+) -> tuple[ClassifierOutput, Any]:
+  """One train-mode pass (batch statistics, running statistics updated): (ClassifierOutput, new batch_stats).
+
+  `kwargs` go to the classifier (`stage_hook`, `detach_heads`).
+  """
   output, updates = classifier.apply(
-    {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+    {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"], **kwargs
   )
   return output, updates["batch_stats"]

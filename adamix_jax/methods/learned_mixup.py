@@ -97,14 +97,15 @@ class LearnedMixup(Method):
     config: the run's configuration.
     plan_sampler: draws the plan of each iteration (default: the method's own `default_plan`). Tests pass
       recorded plans here.
+    total_steps: the run's training iterations.
   """
 
   head_names = ("one", "mix")
   reported = "ema/one"  # The EMA teacher's one-hot head, as the papers report.
   has_teacher = True
 
-  def __init__(self, config, plan_sampler: PlanSampler | None = None):
-    super().__init__(config)
+  def __init__(self, config, plan_sampler: PlanSampler | None = None, total_steps: int = 0):
+    super().__init__(config, total_steps)
     self.sample_plan: PlanSampler = plan_sampler or self.default_plan
 
   @property

@@ -19,6 +19,7 @@ class StaticMixup(Method):
   """Base of the static mixups; subclasses name the mixing operator."""
 
   head_names = ("one",)
+  accepts_dm = True
 
   def operator(self):
     """The mixing function (images, labels, plan) -> MixResult, with its config options bound."""

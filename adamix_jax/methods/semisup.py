@@ -1,0 +1,150 @@
+"""Semi-supervised methods: FixMatch and DMixMatch (FixMatch with Decoupled Mixup).
+
+See docs/method.md#semi-supervised-learning.
+
+A step sees one device's labeled batch {"images", "labels"} [b] and unlabeled batch {"weak", "strong"}
+[mu b] (plus "unlabeled_labels", read by metrics only). The EMA teacher labels the weak views; the online
+network learns from the labeled images and from the strong views of confidently pseudo-labeled ones.
+The online passes run in the reference code's order, each with its own batch statistics: labeled,
+(DMixMatch: labeled x labeled mixup), strong, (DMixMatch: labeled x unlabeled mixup).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from adamix_jax import losses, schedules
+from adamix_jax.methods.base import Method, train_pass
+
+# DMixMatch's labeled x unlabeled term is left out while its weight is at most this, and trains its
+# head alone (the backbone's features detached) while the weight is below DETACH_BELOW.
+SKIP_AT_MOST, DETACH_BELOW = 1e-5, 1e-3
+
+
+class FixMatch(Method):
+  """FixMatch with EMA-teacher pseudo-labels (OpenMixup's `FixMatch` with ema_pseudo = 1).
+
+  loss = CE(labeled) + unlabeled_weight * sum_i mask_i CE(strong_i, pseudo_i) / (mu b), where pseudo_i is
+  the teacher's top class on the weak view i and mask_i = [its probability >= semisup.threshold].
+  """
+
+  name = "fixmatch"
+  head_names = ("one",)
+  reported = "ema/one"  # The reference evaluates the EMA network.
+  has_teacher = True
+  semi_supervised = True
+
+  def init_variables(self, nets, rng, images):
+    """The classifier, and the teacher's BN statistics (a copy; the teacher's own passes update them)."""
+    params, batch_stats = super().init_variables(nets, rng, images)
+    return params, {**batch_stats, "teacher": jax.tree.map(jnp.copy, batch_stats["classifier"])}
+
+  def unlabeled_terms(self, nets, params, state, batch):
+    """The teacher's pseudo-labels of the weak views and the FixMatch term on the strong views.
+
+    Returns:
+      (loss of the term, pseudo-labels [mu b], mask [mu b], teacher's new BN stats, metrics).
+    """
+    options = self.config.semisup
+    teacher, teacher_stats = train_pass(
+      nets.classifier, jax.lax.stop_gradient(state.ema_params), state.batch_stats["teacher"], batch["weak"]
+    )
+    pseudo, mask, _ = losses.pseudo_labels(teacher.logits["one"], options.threshold)
+    right = (pseudo == batch["unlabeled_labels"]).astype(jnp.float32)
+    metrics = {
+      "mask_rate": jnp.mean(mask),  # Share of unlabeled images whose pseudo-label is kept.
+      "pseudo_label_accuracy": jnp.mean(right),  # Of all pseudo-labels, against the true labels.
+      "kept_pseudo_label_accuracy": jnp.sum(right * mask) / jnp.maximum(jnp.sum(mask), 1.0),
+    }
+    return pseudo, mask, teacher_stats, metrics
+
+  def loss(self, nets, params, state, batch, rng):
+    del rng
+    options, classifier = self.config.semisup, params["classifier"]
+    labeled, stats = train_pass(nets.classifier, classifier, state.batch_stats["classifier"], batch["images"])
+    loss_labeled = losses.cross_entropy(labeled.logits["one"], batch["labels"])
+    pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, params, state, batch)
+    strong, stats = train_pass(nets.classifier, classifier, stats, batch["strong"])
+    loss_unlabeled = losses.cross_entropy(strong.logits["one"], pseudo, mask)
+    loss = loss_labeled + options.unlabeled_weight * loss_unlabeled
+    metrics |= {
+      "loss": loss,
+      "loss_labeled": loss_labeled,
+      "loss_unlabeled": loss_unlabeled,
+      "accuracy": jnp.mean(jnp.argmax(labeled.logits["one"], -1) == batch["labels"]),
+    }
+    return loss, ({"classifier": stats, "teacher": teacher_stats}, metrics)
+
+
+def dominant_lam(key: jax.Array, alpha: float) -> jax.Array:
+  """lam ~ Beta(alpha, alpha), then max(lam, 1 - lam): the first image of a mix dominates."""
+  lam = jax.random.beta(key, alpha, alpha)
+  return jnp.maximum(lam, 1 - lam)
+
+
+class DMixMatch(FixMatch):
+  """FixMatch plus two Decoupled Mixup terms on `head_mix` (OpenMixup's `DMixMatch`, MixUp mode).
+
+  loss = FixMatch's + DM(MixUp within the labeled batch) + w(step) * DM(labeled i x weak view i, targets
+  (y_i, pseudo_i), rows weighted by mask_i). Both lam are max(lam, 1 - lam). w ramps from 0 to 1
+  (`schedules.mix_ramp`, `semisup.mix_ramp`); the last term is left out while w <= 1e-5 and does not
+  reach the backbone while w < 1e-3. The DM options are `config.loss.dm` (its configs set eta = 1).
+  """
+
+  name = "dmixmatch"
+  head_names = ("one", "mix")
+  accepts_dm = True
+
+  def dm_loss(self, logits, labels, lams, weights=None):
+    dm = self.config.loss.dm
+    return losses.decoupled_mixup_loss(
+      logits, labels, lams, eta=dm.eta, mode=dm.mode, lam_power=dm.lam_power, threshold=dm.threshold,
+      official_pairing=dm.official_pairing, weights=weights,
+    )  # fmt: skip
+
+  def ramp_weight(self, step: jax.Array) -> jax.Array:
+    """w(step) of the labeled x unlabeled term, over the run's `total_steps`."""
+    if not self.total_steps:
+      raise ValueError("DMixMatch's ramp needs the run's length: construct it with total_steps.")
+    return schedules.mix_ramp(self.total_steps, self.config.semisup.mix_ramp)(step)
+
+  def loss(self, nets, params, state, batch, rng):
+    options, classifier = self.config.semisup, params["classifier"]
+    ll_key, perm_key, lu_key = jax.random.split(rng, 3)
+    x, y = batch["images"], batch["labels"]
+    labeled, stats = train_pass(nets.classifier, classifier, state.batch_stats["classifier"], x)
+    loss_labeled = losses.cross_entropy(labeled.logits["one"], y)
+
+    lam = dominant_lam(ll_key, self.config.mixup.alpha)
+    perm = jax.random.permutation(perm_key, y.shape[0])
+    mixed, stats = train_pass(nets.classifier, classifier, stats, lam * x + (1 - lam) * x[perm])
+    lams = jnp.stack([lam, 1 - lam])
+    loss_mix_labeled = self.dm_loss(mixed.logits["mix"], jnp.stack([y, y[perm]]), lams)
+
+    pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, params, state, batch)
+    strong, stats = train_pass(nets.classifier, classifier, stats, batch["strong"])
+    loss_unlabeled = losses.cross_entropy(strong.logits["one"], pseudo, mask)
+
+    b = y.shape[0]
+    weight = self.ramp_weight(state.step)
+    lam_lu = dominant_lam(lu_key, self.config.mixup.alpha)
+
+    def labeled_x_unlabeled(stats):
+      images = lam_lu * x + (1 - lam_lu) * batch["weak"][:b]
+      output, stats = train_pass(nets.classifier, classifier, stats, images, detach_heads=weight < DETACH_BELOW)
+      labels = jnp.stack([y, pseudo[:b]])
+      return self.dm_loss(output.logits["mix"], labels, jnp.stack([lam_lu, 1 - lam_lu]), mask[:b]), stats
+
+    loss_mix_unlabeled, stats = jax.lax.cond(
+      weight > SKIP_AT_MOST, labeled_x_unlabeled, lambda stats: (jnp.zeros_like(loss_unlabeled), stats), stats
+    )
+    loss = loss_labeled + options.unlabeled_weight * loss_unlabeled + loss_mix_labeled + weight * loss_mix_unlabeled
+    metrics |= {
+      "loss": loss,
+      "loss_labeled": loss_labeled,
+      "loss_unlabeled": loss_unlabeled,
+      "loss_mix_labeled": loss_mix_labeled,
+      "loss_mix_unlabeled": loss_mix_unlabeled,
+      "mix_weight": weight,
+      "accuracy": jnp.mean(jnp.argmax(labeled.logits["one"], -1) == y),
+    }
+    return loss, ({"classifier": stats, "teacher": teacher_stats}, metrics)

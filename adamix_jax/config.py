@@ -208,7 +208,12 @@ def _choice(value, choices, key):
 
 def reported_head(config: ml_collections.ConfigDict) -> str:
   """The "<online|ema>/<head>" whose median top-1 is the reported number: config.eval.report or the method's."""
-  return methods.METHODS[config.method].reported if config.eval.report == "auto" else config.eval.report
+  return reported_head_of(config.method, config.eval.report)
+
+
+def reported_head_of(method: str, report: str) -> str:
+  """`reported_head` from the values of config.method and config.eval.report."""
+  return methods.METHODS[method].reported if report == "auto" else report
 
 
 def _validate_view_options(config: ml_collections.ConfigDict, prefix: str) -> None:

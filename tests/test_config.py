@@ -106,6 +106,22 @@ def test_config_variants():
     assert cifar100_dm.get_config("rx50_resizemix").optimizer.weight_decay == 5e-4
     with pytest.raises(ValueError, match="r18_mixup"):
       cifar100_dm.get_config("r34_mixup")
+    import cifar100_semisup
+    import quickstart_semisup
+
+    for method in ("fixmatch", "dmixmatch"):
+      for labels in (400, 2500, 10000):
+        ssl = cifar100_semisup.get_config(f"{method}_{labels}")
+        validate(ssl, num_devices=1)
+        assert (ssl.semisup.num_labeled, ssl.batch_size, ssl.semisup.unlabeled_ratio) == (labels, 64, 7)
+        assert ssl.semisup.weak_crop_padding == (4 if labels == 10000 else 2)
+        assert (ssl.optimizer.lr, ssl.optimizer.min_lr, ssl.optimizer.weight_decay) == (0.03, 0.03 * 0.2, 1e-3)
+        assert not ssl.optimizer.decay_norm_and_bias and (ssl.ema.momentum, ssl.ema.end_momentum) == (0.999, 0.99999)
+        assert ssl.loss.dm.eta == (1.0 if method == "dmixmatch" else 0.0) and ssl.model.name == "wrn28_8"
+      validate(quickstart_semisup.get_config(method), num_devices=1)
+    validate(quickstart_semisup.get_config("supervised"), num_devices=1)
+    with pytest.raises(ValueError, match="fixmatch_400"):
+      cifar100_semisup.get_config("fixmatch_4000")
   finally:
     sys.path.remove(os.path.join(REPO, "configs"))
 

@@ -23,11 +23,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
-def _command(workdir, tfds_dir, *extra):
+# The runs compared: AdAutoMix on the supervised stream; DMixMatch on the labeled and unlabeled streams.
+SETUPS = {
+  "adautomix": ("configs/quickstart.py", {"method": "adautomix", "batch_size": 16, "data.max_train_examples": 64}),
+  "dmixmatch": (
+    "configs/quickstart_semisup.py:dmixmatch",
+    {"batch_size": 8, "semisup.unlabeled_ratio": 3, "semisup.num_labeled": 20, "data.max_train_examples": 96},
+  ),
+}
+
+
+def _command(workdir, tfds_dir, *extra, setup="adautomix"):
+  config, own = SETUPS[setup]
   overrides = {
-    "method": "adautomix", "data.data_dir": tfds_dir, "model.width": 4, "batch_size": 16, "eval_batch_size": 20,
-    "num_epochs": 1, "data.max_train_examples": 64, "data.max_eval_examples": 50, "data.input_slices": 2,
-    "eval.median_of_last": 1, "log.progress": False,
+    "data.data_dir": tfds_dir, "model.width": 4, "eval_batch_size": 20, "num_epochs": 1,
+    "data.max_eval_examples": 50, "data.input_slices": 2, "eval.median_of_last": 1, "log.progress": False,
+    **own,
   }  # fmt: skip
   flags = [f"--config.{key}={value}" for key, value in overrides.items()]
   return [
@@ -35,7 +46,7 @@ def _command(workdir, tfds_dir, *extra):
     "-m",
     "adamix_jax.main",
     "--config",
-    "configs/quickstart.py",
+    config,
     "--workdir",
     workdir,
     *flags,
@@ -75,7 +86,8 @@ def _evals(workdir):
     return [r["metrics"] for r in map(json.loads, f) if r["kind"] == "eval"]
 
 
-def test_two_processes_equal_one_process_and_their_checkpoint_restores_in_one(tfds_dir, tmp_path):
+@pytest.mark.parametrize("setup", sorted(SETUPS))
+def test_two_processes_equal_one_process_and_their_checkpoint_restores_in_one(tfds_dir, tmp_path, setup):
   pod, single = str(tmp_path / "pod"), str(tmp_path / "single")
   address = f"localhost:{_free_port()}"
   processes = [
@@ -86,6 +98,7 @@ def test_two_processes_equal_one_process_and_their_checkpoint_restores_in_one(tf
         f"--config.distributed.coordinator_address={address}",
         "--config.distributed.num_processes=2",
         f"--config.distributed.process_id={index}",
+        setup=setup,
       ),
       cwd=REPO,
       env=_env(2),
@@ -99,14 +112,14 @@ def test_two_processes_equal_one_process_and_their_checkpoint_restores_in_one(tf
   assert [p.returncode for p in processes] == [0, 0], "\n".join(outputs)
   assert "Reported top-1" in outputs[0] and "Reported top-1" not in outputs[1]  # Process 0 reports alone.
   assert os.path.exists(os.path.join(pod, "summary.json"))
-  _run(_command(single, tfds_dir), devices=4)
+  _run(_command(single, tfds_dir, setup=setup), devices=4)
 
   chex.assert_trees_all_close(_state(pod, 4), _state(single, 4), rtol=1e-5, atol=1e-6)
   pod_evals, single_evals = _evals(pod), _evals(single)
   assert len(pod_evals) == 1 and pod_evals == single_evals  # Every test image counted once, on either layout.
 
   # The 2-process checkpoint resumes in one process on one device and trains on.
-  output = _run(_command(pod, tfds_dir, "--config.num_epochs=2"), devices=1)
+  output = _run(_command(pod, tfds_dir, "--config.num_epochs=2", setup=setup), devices=1)
   assert "Resuming from step 4" in output
   with open(os.path.join(pod, "summary.json")) as f:
     assert json.load(f)["steps"] == 8

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+from adamix_jax import compare, data, losses, schedules, sharding, steps, train
 from adamix_jax import config as config_lib
-from adamix_jax import data, losses, schedules, sharding, steps, train
 from adamix_jax.data import labeled_subset, sources
 from adamix_jax.experiment import make_experiment
 from adamix_jax.methods import semisup
@@ -276,7 +276,7 @@ def test_dmixmatch_leaves_the_labeled_x_unlabeled_term_out_while_its_weight_is_t
     assert (float(metrics["loss_mix_unlabeled"]) > 0) == on
 
 
-def test_a_resumed_run_ends_in_the_uninterrupted_runs_state(tfds_dir, tmp_path):
+def test_a_resumed_run_ends_in_the_uninterrupted_runs_state(tfds_dir, tmp_path, capsys):
   overrides = {"checkpoint.every_steps": 5, "checkpoint.keep": 20, "data.max_train_examples": 120}
   config = semisup_config(tfds_dir, "dmixmatch", **overrides)
   whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
@@ -304,3 +304,9 @@ def test_a_resumed_run_ends_in_the_uninterrupted_runs_state(tfds_dir, tmp_path):
       checkpoints.close()
 
   chex.assert_trees_all_close(final_state(whole), final_state(resumed), rtol=1e-6, atol=1e-6)
+
+  # The two workdirs differ only in where they ran: one group of two runs with the same number.
+  plot = tmp_path / "curves.png"
+  assert compare.main([whole, resumed, "--plot", str(plot)]) == 0
+  reported = f"{summary['reported_top1']:.2f} ± 0.00"
+  assert f"| dmixmatch | ema/one | {reported} | 2 | 2 | {total} |" in capsys.readouterr().out and plot.exists()

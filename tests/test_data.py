@@ -10,7 +10,7 @@ import tensorflow as tf
 from conftest import tiny_config
 
 from adamix_jax import data
-from adamix_jax.config import ConfigError, validate
+from adamix_jax.config import ConfigError, base_config, validate
 from adamix_jax.data.input_pipeline import stream_seed
 from adamix_jax.images import denormalize, normalize
 
@@ -160,3 +160,16 @@ def test_the_disk_is_read_once_with_data_cache(tfds_dir, tmp_path, cache):
     return
   assert all(np.array_equal(a["labels"], b) for a, b in zip(pipeline.eval_batches(), first_eval, strict=True))
   assert all(np.array_equal(a["labels"], b) for a, b in zip(pipeline.train_batches(0), first_epoch, strict=True))
+
+
+def test_preparing_the_embedded_dataset_says_where_and_nothing_about_downloading(tmp_path, capfd):
+  config = base_config()
+  config.data.name, config.data.data_dir = "fashion_mnist_subset", str(tmp_path)
+  data.prepared_builder(config)
+  out, err = capfd.readouterr()
+  assert f"Preparing the embedded dataset 'fashion_mnist_subset' in {tmp_path}" in out
+  assert "nothing is downloaded" in out
+  for noise in ("Downloading", "Generating", "Shuffling", "dataset_info.json"):
+    assert noise not in out + err
+  data.prepared_builder(config)  # Prepared: silent.
+  assert "Preparing" not in capfd.readouterr().out

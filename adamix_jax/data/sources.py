@@ -6,14 +6,17 @@ directory searched and how to prepare it: never tfds's minutes-long download ret
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
+import io
 import os
 import socket
 import urllib.parse
 
 import ml_collections
 import numpy as np
+from absl import logging as absl_logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -36,6 +39,21 @@ def keep_tensorflow_on_the_host() -> None:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:
     print("warning: TensorFlow already initialised its GPUs; it may hold accelerator memory JAX needs.")
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Silences tfds's own messages: its "Downloading and preparing" line (said even when nothing is
+  downloaded), its progress bars and its absl warnings. Errors still raise."""
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(True)
+    absl_logging.set_verbosity(verbosity)
 
 
 class DataNotPreparedError(RuntimeError):
@@ -114,11 +132,19 @@ def prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuil
   """
   keep_tensorflow_on_the_host()
   spec: DatasetSpec = DATASETS[config.data.name]
-  builder = tfds.builder(spec.name, data_dir=_data_dir(config))
-  if builder.is_prepared():
+  with _quiet_tfds():  # Its "no dataset_info.json" warning before a first preparation says nothing useful.
+    builder = tfds.builder(spec.name, data_dir=_data_dir(config))
+    prepared = builder.is_prepared()
+  if prepared:
     return builder
   if spec.embedded:
-    builder.download_and_prepare()
+    print(
+      f"Preparing the embedded dataset {spec.name!r} in {builder.data_dir} (it ships with adamix_jax: nothing "
+      "is downloaded; once, a few seconds).",
+      flush=True,
+    )
+    with _quiet_tfds():
+      builder.download_and_prepare()
     return builder
   urls = list(getattr(builder, "url_infos", None) or {})
   if config.data.download and urls and all(_reachable(url) for url in urls):

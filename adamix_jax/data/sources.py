@@ -16,9 +16,9 @@ import urllib.parse
 
 import ml_collections
 import numpy as np
-from absl import logging as absl_logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 
 from adamix_jax.data import (
   fashion_mnist_subset,  # noqa: F401  (registers the embedded builder)

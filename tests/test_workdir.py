@@ -208,7 +208,7 @@ def test_config_mistakes_are_one_line(tmp_path):
   for extra, expected in cases.items():
     command = [sys.executable, "-m", "adamix_jax.main", "--config", "configs/quickstart.py", "--workdir", str(tmp_path)]
     process = subprocess.run([*command, *extra], cwd=REPO, capture_output=True, text=True, timeout=120)
-    lines = _error_lines(process.stderr)
+    lines = process.stderr.strip().splitlines()  # Exactly the error: no library start-up notices before it.
     assert process.returncode == 1 and len(lines) == 1 and expected in lines[0], process.stderr
   bad = tmp_path / "bad.py"
   bad.write_text("def get_config(:\n")

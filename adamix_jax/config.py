@@ -167,6 +167,14 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """The config a checkpoint saved (its JSON), on today's defaults: keys added since it was saved get their
+  default values, so runs of older versions can still be looked at and evaluated."""
+  config = base_config()
+  config.update(saved)
+  return config
+
+
 def set_path(config: ml_collections.ConfigDict, key: str, value) -> None:
   """config[a][b][c] = value for key "a.b.c", as `--config.a.b.c=value` would set it."""
   node = config

@@ -8,13 +8,6 @@ checkpoint. Run the same command on every host of a pod.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Quiet TensorFlow's start-up banners (it only feeds data).
-
-from adamix_jax.quiet import startup_notices_filtered
-
-with startup_notices_filtered():  # TensorFlow's C++ start-up notices; anything else is shown.
-  import tensorflow  # noqa: F401
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 

@@ -13,11 +13,11 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from adamix_jax import config as config_lib
 from adamix_jax import data, gallery
 from adamix_jax.checkpointing import Checkpoints
 from adamix_jax.experiment import make_experiment
@@ -45,8 +45,10 @@ def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.
   return gallery.mixed_sample_grid(result, info.mean, info.std, count=len(images)), result
 
 
-def load_run(workdir: str, step: int | None = None):
+def load_run(workdir: str, step: int | None = None, mesh=None):
   """A saved run, ready to look at: (config, data info, method, networks, state at `step` or the latest).
+
+  The state is restored onto `mesh` (default: one device), replicated.
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
@@ -56,10 +58,11 @@ def load_run(workdir: str, step: int | None = None):
     saved = checkpoints.latest_step() if step is None else step
     if saved is None:
       raise FileNotFoundError(f"{checkpoints.directory} holds no checkpoint: train first, or check --workdir.")
-    config = ml_collections.ConfigDict(checkpoints.read_meta(saved)["config"])
-    config.num_devices = 1
+    config = config_lib.from_saved(checkpoints.read_meta(saved)["config"])
+    mesh = mesh or make_mesh(1)
+    config.num_devices = mesh.size
     info = data.data_info(config)
-    experiment = make_experiment(config, info, make_mesh(1))
+    experiment = make_experiment(config, info, mesh)
     state, _ = checkpoints.restore(experiment.abstract_state, saved)
   finally:
     checkpoints.close()

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("workdirs", nargs="+", help="run workdirs (finished or not)")
   parser.add_argument("--plot", default="", help="write the evaluation curves to this PNG")
   args = parser.parse_args(argv)
+  from absl import logging
+
+  logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager will not save: it will not.
   runs, skipped = [], []
   for workdir in args.workdirs:
     try:

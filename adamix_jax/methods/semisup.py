@@ -38,11 +38,11 @@ class FixMatch(Method):
     params, batch_stats = super().init_variables(nets, rng, images)
     return params, {**batch_stats, "teacher": jax.tree.map(jnp.copy, batch_stats["classifier"])}
 
-  def unlabeled_terms(self, nets, params, state, batch):
-    """The teacher's pseudo-labels of the weak views and the FixMatch term on the strong views.
+  def unlabeled_terms(self, nets, state, batch):
+    """The EMA teacher's pseudo-labels of the weak views (its train-mode pass) and their metrics.
 
     Returns:
-      (loss of the term, pseudo-labels [mu b], mask [mu b], teacher's new BN stats, metrics).
+      (pseudo-labels int32 [mu b], mask float32 [mu b], the teacher's new BN stats, metrics).
     """
     options = self.config.semisup
     teacher, teacher_stats = train_pass(
@@ -62,7 +62,7 @@ class FixMatch(Method):
     options, classifier = self.config.semisup, params["classifier"]
     labeled, stats = train_pass(nets.classifier, classifier, state.batch_stats["classifier"], batch["images"])
     loss_labeled = losses.cross_entropy(labeled.logits["one"], batch["labels"])
-    pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, params, state, batch)
+    pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, state, batch)
     strong, stats = train_pass(nets.classifier, classifier, stats, batch["strong"])
     loss_unlabeled = losses.cross_entropy(strong.logits["one"], pseudo, mask)
     loss = loss_labeled + options.unlabeled_weight * loss_unlabeled
@@ -120,7 +120,7 @@ class DMixMatch(FixMatch):
     lams = jnp.stack([lam, 1 - lam])
     loss_mix_labeled = self.dm_loss(mixed.logits["mix"], jnp.stack([y, y[perm]]), lams)
 
-    pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, params, state, batch)
+    pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, state, batch)
     strong, stats = train_pass(nets.classifier, classifier, stats, batch["strong"])
     loss_unlabeled = losses.cross_entropy(strong.logits["one"], pseudo, mask)
 

@@ -19,12 +19,11 @@ from collections.abc import Iterator
 import ml_collections
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from adamix_jax.data import augment
 from adamix_jax.data.datasets import DATASETS
 from adamix_jax.data.input_pipeline import InputPipeline, input_slices, load_split_slice, stream_seed
-from adamix_jax.data.sources import DataInfo, prepared_builder, split_with_limit
+from adamix_jax.data.sources import DataInfo
 
 LABELED, UNLABELED = 1, 2  # Stream ids, mixed into each stream's seed.
 
@@ -65,18 +64,12 @@ def _constants(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Te
 def _labeled_examples(config: ml_collections.ConfigDict, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """The decoded examples at `indices` (sorted positions in the training split), in that order."""
   spec = DATASETS[config.data.name]
-  ds = prepared_builder(config).as_dataset(
-    split=split_with_limit(spec.train_split, config.data.max_train_examples),
-    as_supervised=True,
-    shuffle_files=False,
-    read_config=tfds.ReadConfig(try_autocache=False),
-  )
+  ds = load_split_slice(config, spec.train_split, config.data.max_train_examples, 0, 1)  # The whole split.
   wanted = np.zeros(int(indices.max()) + 1, bool)
   wanted[indices] = True
-  table = tf.constant(wanted)
-  size = len(wanted)
+  table, size = tf.constant(wanted), len(wanted)
   ds = ds.enumerate().filter(lambda i, _: tf.logical_and(i < size, tf.gather(table, tf.minimum(i, size - 1))))
-  return _in_memory(ds.map(lambda i, example: (example[0], tf.cast(example[1], tf.int32))))
+  return _in_memory(ds.map(lambda i, example: example))
 
 
 class SubsetPipeline(InputPipeline):

@@ -184,6 +184,40 @@ def set_path(config: ml_collections.ConfigDict, key: str, value) -> None:
   node[leaf] = value
 
 
+# OpenMixup's Decoupled Mixup settings per backbone and static mixup, (alpha, eta, mode, lam_power), from
+# `configs/classification/cifar100/mixups/decouple/` (docs/method.md#decoupled-mixup).
+OFFICIAL_DM = {
+  "r18": {
+    "mixup": (0.2, 0.01, "more", 0.5),
+    "cutmix": (0.2, 0.1, "less", 0.5),
+    "fmix": (0.2, 0.01, "less", 0.0),
+    "manifoldmix": (0.5, 0.01, "more", 0.0),
+    "resizemix": (0.2, 0.1, "less", 0.5),
+    "saliencymix": (0.2, 0.01, "less", 0.0),
+  },
+  "rx50": {
+    "mixup": (0.2, 0.01, "both", 1.0),
+    "cutmix": (0.2, 0.1, "both", 1.0),
+    "fmix": (0.2, 0.5, "both", 0.0),
+    "manifoldmix": (2.0, 0.05, "both", 1.0),
+    "resizemix": (0.2, 0.01, "less", 0.0),
+    "saliencymix": (0.2, 0.1, "both", 1.0),
+  },
+}
+
+
+def official_dm_recipe(config: ml_collections.ConfigDict, backbone: str) -> None:
+  """Sets config.method's OpenMixup DM setting for `backbone` ("r18" or "rx50"): mixup.alpha and loss.dm."""
+  settings = OFFICIAL_DM[backbone].get(config.method)
+  if settings is None:
+    valid = ", ".join(OFFICIAL_DM[backbone])
+    raise ValueError(f"No official DM setting for method {config.method!r}. Methods that have one: {valid}.")
+  alpha, eta, mode, lam_power = settings
+  config.mixup.alpha = alpha
+  config.loss.dm.eta, config.loss.dm.mode, config.loss.dm.lam_power = eta, mode, lam_power
+  config.loss.dm.threshold = 0.5
+
+
 def random_resized_crop_recipe(
   config: ml_collections.ConfigDict, image_size: int, eval_resize: int = 0, resize_method: str = "bilinear"
 ) -> None:

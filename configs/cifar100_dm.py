@@ -11,34 +11,15 @@ The DM paper's own numbers could not be read from the sources (docs/method.md#re
 expected accuracy is given here; the same methods without DM are in configs/cifar100.py.
 """
 
-from adamix_jax.config import base_config
+from adamix_jax.config import OFFICIAL_DM, base_config, official_dm_recipe
 
-# (alpha, eta, mode, lam_power) per backbone and method, from OpenMixup's DM configs.
-SETTINGS = {
-  "r18": {
-    "mixup": (0.2, 0.01, "more", 0.5),
-    "cutmix": (0.2, 0.1, "less", 0.5),
-    "fmix": (0.2, 0.01, "less", 0.0),
-    "manifoldmix": (0.5, 0.01, "more", 0.0),
-    "resizemix": (0.2, 0.1, "less", 0.5),
-    "saliencymix": (0.2, 0.01, "less", 0.0),
-  },
-  "rx50": {
-    "mixup": (0.2, 0.01, "both", 1.0),
-    "cutmix": (0.2, 0.1, "both", 1.0),
-    "fmix": (0.2, 0.5, "both", 0.0),
-    "manifoldmix": (2.0, 0.05, "both", 1.0),
-    "resizemix": (0.2, 0.01, "less", 0.0),
-    "saliencymix": (0.2, 0.1, "both", 1.0),
-  },
-}
 BACKBONES = {"r18": "cifar_resnet18", "rx50": "cifar_resnext50_32x4d"}
 
 
 def get_config(variant: str = "r18_mixup"):
   backbone, _, method = variant.partition("_")
-  if method not in SETTINGS.get(backbone, {}):
-    valid = ", ".join(f"{b}_{m}" for b in SETTINGS for m in SETTINGS[b])
+  if method not in OFFICIAL_DM.get(backbone, {}):
+    valid = ", ".join(f"{b}_{m}" for b in OFFICIAL_DM for m in OFFICIAL_DM[b])
     raise ValueError(f"Unknown variant {variant!r} of configs/cifar100_dm.py. Valid choices: {valid}.")
   config = base_config()
   config.data.name = "cifar100"
@@ -49,8 +30,5 @@ def get_config(variant: str = "r18_mixup"):
   config.optimizer.lr = 0.1
   config.optimizer.min_lr = 0.0
   config.optimizer.weight_decay = 5e-4 if variant == "rx50_resizemix" else 1e-4
-  alpha, eta, mode, lam_power = SETTINGS[backbone][method]
-  config.mixup.alpha = alpha
-  config.loss.dm.eta, config.loss.dm.mode, config.loss.dm.lam_power = eta, mode, lam_power
-  config.loss.dm.threshold = 0.5
+  official_dm_recipe(config, backbone)
   return config

@@ -31,3 +31,51 @@ def mixed_sample_grid(mixed: MixResult, mean, std, count: int = 8) -> np.ndarray
   for channel in range(masks.shape[-1]):
     rows.append(np.repeat(np.concatenate(list(masks[..., channel : channel + 1]), axis=1), 3, axis=-1))
   return np.concatenate(rows, axis=0)
+
+
+def class_label(index: int, class_names) -> str:
+  """The name of label `index`, or its number where the dataset names no classes."""
+  return class_names[index] if index < len(class_names) else str(index)
+
+
+def save_mixing_figure(mixed: MixResult, mean, std, file, title: str, class_names=(), count: int = 8) -> None:
+  """A labelled PNG of the first `count` mixed samples: each column one sample, the mixed image on top and
+  below it each source's mask (white = weight 1), titled with the source's class and its weight lambda.
+
+  Args:
+    mixed: a MixResult on the host, masks [B, H, W, K] (K = 1 for the static mixups: the first source's
+      weight; the second source's is 1 minus it).
+    mean, std: the normalisation of the images.
+    file: a path or a binary file object to write the PNG to.
+    title: the figure's title (method, step, run).
+    class_names: the name of each label (default: the label's number).
+  """
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  count = min(count, mixed.images.shape[0])
+  images = denormalize(mixed.images[:count], mean, std)
+  masks = np.asarray(mixed.masks[:count], np.float32)
+  labels, lams = np.asarray(mixed.labels), np.asarray(mixed.lams)
+  sources = masks.shape[-1]
+  fig, axes = plt.subplots(
+    1 + sources, count, figsize=(1.9 * count, 2.2 * (1 + sources)), squeeze=False, layout="constrained"
+  )
+  for column in range(count):
+    described = " + ".join(
+      f"{lams[i, column]:.2f} {class_label(int(labels[i, column]), class_names)}" for i in range(labels.shape[0])
+    )
+    axes[0, column].imshow(images[column].squeeze(-1) if images.shape[-1] == 1 else images[column], cmap="gray")
+    axes[0, column].set_title(described.replace(" + ", "\n+ "), fontsize=7)
+    for source in range(sources):
+      axes[1 + source, column].imshow(masks[column, ..., source], cmap="gray", vmin=0, vmax=1)
+      name = class_label(int(labels[source, column]), class_names)
+      axes[1 + source, column].set_title(f"mask of {name} (λ {lams[source, column]:.2f})", fontsize=7)
+  for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(title, fontsize=10)
+  fig.savefig(file, format="png", dpi=100)
+  plt.close(fig)

@@ -200,3 +200,10 @@ def mix_sources(images: jax.Array, labels: jax.Array, perms: jax.Array, lams: ja
   """The MixResult of `mix`: labels [B], perms [N, B], lams [N] (one weight per source), masks [B, H, W, N]."""
   per_example = jnp.broadcast_to(lams[:, None], perms.shape)
   return MixResult(mix(images, perms, masks), labels[perms], per_example, masks)
+
+
+def mask_spatial_std(masks: jax.Array) -> jax.Array:
+  """How much structure masks [B, H, W, K] have: the standard deviation of each mask over its pixels,
+  averaged over the B images and K sources. 0 for constant masks (vanilla mixup); a CutMix box of area
+  lam has sqrt(lam (1 - lam)) (0.5 at lam = 0.5)."""
+  return jnp.mean(jnp.std(jnp.asarray(masks, jnp.float32), axis=(1, 2)))

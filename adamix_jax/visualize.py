@@ -1,14 +1,17 @@
 """Pictures of what a run's method mixes: during training (TensorBoard) and from a saved checkpoint (PNG).
 
-    python -m adamix_jax.visualize --workdir runs/quickstart_adautomix [--out DIR] [--count 8] [--step N]
+    python -m adamix_jax.visualize --workdir runs/qs_adautomix [--out DIR] [--count 8] [--step N] [--method M]
 
 renders, for the first `count` test images, the method's mixed samples and the per-pixel weight of every
-source (the generator's masks for AdAutoMix / AutoMix) with the checkpoint's networks, to
-DIR/mixing_step<N>.png (default DIR: WORKDIR/pictures), plus mixing_step<N>.json with the sources' labels
-and weights. The pictures use a fixed key, so pictures of different steps show the same mixing plan.
+source (the generator's masks for AdAutoMix / AutoMix) with the checkpoint's networks, to a labelled
+DIR/mixing_step<N>.png (default DIR: WORKDIR/pictures; each sample's source classes and weights, the
+method, the step and the masks' spatial standard deviation), plus mixing_step<N>.json with the same facts.
+The pictures use a fixed key, so pictures of different steps show the same mixing plan. `--method cutmix`
+(any static mixup) shows what that mixup would make of the run's images, e.g. on an ERM run.
 """
 
 import argparse
+import copy
 import json
 import os
 
@@ -18,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from adamix_jax import config as config_lib
-from adamix_jax import data, gallery
+from adamix_jax import data, gallery, methods, mixing
 from adamix_jax.checkpointing import Checkpoints
 from adamix_jax.experiment import make_experiment
 from adamix_jax.images import normalize
@@ -69,28 +72,69 @@ def load_run(workdir: str, step: int | None = None, mesh=None):
   return config, info, experiment.method, experiment.nets, state
 
 
-def render_checkpoint(workdir: str, out: str = "", count: int = 8, step: int | None = None) -> list[str]:
-  """Renders the method's mixing with the checkpoint at `step` (default: the latest) of `workdir`.
+def _stand_in(config, name: str):
+  """A static mixup `name` on `config`'s run, to show what it would make of that run's images."""
+  if name not in methods.METHODS:
+    raise ValueError(f"--method {name!r} is not known. Valid choices: {', '.join(sorted(methods.METHODS))}.")
+  if name not in mixing.OPERATORS:
+    raise ValueError(
+      f"--method {name!r} needs a run trained with it (its networks make the mixing); this run is "
+      f"{config.method!r}. Train one with --config.method={name}, or choose a static mixup: "
+      f"{', '.join(mixing.OPERATORS)}."
+    )
+  config = copy.deepcopy(config)
+  config.method = name
+  return methods.METHODS[name](config)
+
+
+def render_checkpoint(
+  workdir: str, out: str = "", count: int = 8, step: int | None = None, method: str = ""
+) -> list[str]:
+  """Renders the mixing of the checkpoint at `step` (default: the latest) of `workdir` as a labelled PNG.
+
+  Args:
+    method: the mixing to show (default: the run's own method). Another method must be a static mixup
+      (it needs no trained networks): what it would make of this run's test images.
 
   Returns:
-    The paths written (a PNG and a JSON), or [] for a method that mixes no images (ERM, ManifoldMix).
+    The paths written (a PNG and a JSON), or [] when the method mixes no images (ERM, ManifoldMix).
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.
+    ValueError: `method` is unknown, or a learned method the run was not trained with.
   """
-  config, info, method, nets, state = load_run(workdir, step)
+  config, info, run_method, nets, state = load_run(workdir, step)
+  name = method or config.method
+  shown = run_method if name == config.method else _stand_in(config, name)
   saved = int(host_value(state.step))
   images, labels = data.InputPipeline(config, info).first_eval_examples(count)
-  rendered = render(make_previewer(method, nets, info, config.seed), state, images, labels, info)
+  rendered = render(make_previewer(shown, nets, info, config.seed), state, images, labels, info)
   if rendered is None:
-    print(f"config.method = {config.method!r} mixes no images: nothing to render.")
+    print(
+      f"config.method = {name!r} mixes no images: nothing to render. To see what a mixup would make of "
+      f"this run's images: --method {' | '.join(mixing.OPERATORS)}; AdAutoMix's and AutoMix's masks need "
+      "a run of their own (e.g. --config configs/quickstart.py:adautomix)."
+    )
     return []
-  grid, result = rendered
+  _, result = rendered
+  structure = float(mixing.mask_spatial_std(result.masks))
   out = out or os.path.join(workdir, "pictures")
   tf.io.gfile.makedirs(out)
-  png, record = (os.path.join(out, f"mixing_step{saved}.{ext}") for ext in ("png", "json"))
-  tf.io.write_file(png, tf.io.encode_png(grid))
-  described = {"method": config.method, "step": saved, "labels": result.labels.tolist(), "lams": result.lams.tolist()}
+  suffix = "" if name == config.method else f"_{name}"
+  png, record = (os.path.join(out, f"mixing_step{saved}{suffix}.{ext}") for ext in ("png", "json"))
+  run = workdir if name == config.method else f"the images of {workdir} (trained with {config.method})"
+  title = f"{name}, step {saved} of {run}: mask spatial std {structure:.3f}"
+  with tf.io.gfile.GFile(png, "wb") as f:
+    gallery.save_mixing_figure(result, info.mean, info.std, f, title, info.class_names, count)
+  described = {
+    "method": name,
+    "run_method": config.method,
+    "step": saved,
+    "labels": result.labels.tolist(),
+    "classes": [[gallery.class_label(int(i), info.class_names) for i in row] for row in result.labels],
+    "lams": result.lams.tolist(),
+    "mask_spatial_std": structure,
+  }
   with tf.io.gfile.GFile(record, "w") as f:
     json.dump(described, f, indent=1)
   return [png, record]
@@ -102,12 +146,15 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--out", default="", help="output directory (default: WORKDIR/pictures)")
   parser.add_argument("--count", type=int, default=8, help="test images to mix")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  parser.add_argument(
+    "--method", default="", help="the mixing to show (default: the run's; another must be a static mixup)"
+  )
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager will not save: it will not.
   try:
-    for path in render_checkpoint(args.workdir, args.out, args.count, args.step):
+    for path in render_checkpoint(args.workdir, args.out, args.count, args.step, args.method):
       print(f"wrote {path}")
-  except FileNotFoundError as error:
+  except (FileNotFoundError, ValueError) as error:
     parser.exit(1, f"error: {error}\n")
 
 

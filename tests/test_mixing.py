@@ -95,3 +95,14 @@ def test_sample_plan_draws_a_permutation_and_beta_lambda():
   assert np.mean([lam < 0.1 or lam > 0.9 for lam in lams]) > 0.5  # Beta(0.2, 0.2) is U-shaped.
   plan = mixing.sample_plan(jax.random.key(0), 16, alpha=1.0)
   assert sorted(np.asarray(plan.permutation)) == list(range(16))
+
+
+def test_mask_spatial_std_is_zero_for_constant_masks_and_sqrt_lam_one_minus_lam_for_binary_ones():
+  constant = mixing.mixup(IMAGES, LABELS, _plan(0.3)).masks
+  assert float(mixing.mask_spatial_std(constant)) == pytest.approx(0.0, abs=1e-6)
+  boxes = mixing.cutmix(IMAGES, LABELS, _plan(0.5)).masks  # Binary, area lams[0] per image.
+  lams = np.asarray(mixing.cutmix(IMAGES, LABELS, _plan(0.5)).lams[0])
+  expected = np.mean(np.sqrt(lams * (1 - lams)))
+  assert float(mixing.mask_spatial_std(boxes)) == pytest.approx(expected, rel=1e-5)
+  two_sources = jnp.concatenate([boxes, 1 - boxes], axis=-1)  # Both sources' masks of the same boxes.
+  assert float(mixing.mask_spatial_std(two_sources)) == pytest.approx(expected, rel=1e-5)

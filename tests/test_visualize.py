@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-from adamix_jax import data, sharding, train, visualize
+from adamix_jax import data, mixing, sharding, train, visualize
 from adamix_jax.experiment import make_experiment
 
 
@@ -34,13 +34,15 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
   assert not np.array_equal(pictures[4], pictures[8])  # The same plan, a generator that moved.
 
   paths = visualize.render_checkpoint(workdir, count=6)
-  grid = tf.io.decode_png(tf.io.read_file(paths[0])).numpy()
-  assert grid.shape == (4 * 28, 6 * 28, 3) and grid[:28].std() > 10  # Real images on top.
-  masks = grid[28:, :, 0].reshape(3, 28, 6 * 28).astype(np.float32) / 255
-  np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=3 * 1.5 / 255)  # Each pixel's weights sum to one.
+  assert [os.path.basename(p) for p in paths] == ["mixing_step10.png", "mixing_step10.json"]
+  figure = tf.io.decode_png(tf.io.read_file(paths[0])).numpy()
+  assert figure.shape[0] > 4 * 100 and figure.shape[1] > 6 * 100  # Mixed + 3 masks, readable tiles.
   with open(paths[1]) as f:
     described = json.load(f)
-  assert described["step"] == 10 and np.allclose(np.sum(described["lams"], axis=0), 1.0)
+  assert described["step"] == 10 and described["method"] == "adautomix"
+  assert np.allclose(np.sum(described["lams"], axis=0), 1.0)
+  names = data.data_info(config).class_names
+  assert described["classes"] == [[names[i] for i in row] for row in described["labels"]]
 
   # The same from Python: the masks themselves, before rounding to pixels.
   info = data.data_info(config)
@@ -50,13 +52,29 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
   _, result = visualize.render(visualize.make_previewer(method, nets, info, 0), state, images, labels, info)
   assert result.masks.shape == (5, 28, 28, 3) and result.masks.min() >= 0
   np.testing.assert_allclose(result.masks.sum(axis=-1), 1.0, rtol=1e-5)
+  # The picture's structure number is the masks' (same fixed key, so the same plan), of the saved state.
+  config_saved, _, _, nets_saved, saved = visualize.load_run(workdir)
+  images, labels = data.InputPipeline(config_saved, info).first_eval_examples(6)
+  previewer = visualize.make_previewer(method, nets_saved, info, config.seed)
+  _, at_step_10 = visualize.render(previewer, saved, images, labels, info)
+  assert described["mask_spatial_std"] == pytest.approx(float(mixing.mask_spatial_std(at_step_10.masks)), rel=1e-5)
 
 
-def test_methods_without_pictures_render_nothing(tfds_dir, tmp_path, capsys):
+def test_a_run_that_does_not_mix_says_so_and_shows_a_chosen_static_mixup(tfds_dir, tmp_path, capsys):
   config = tiny_config(tfds_dir, num_epochs=1, **{"log.images_every_steps": 4})
   train.train_and_evaluate(config, str(tmp_path))
   assert visualize.render_checkpoint(str(tmp_path)) == []
-  assert "mixes no images" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "mixes no images" in printed and "--method mixup | cutmix" in printed
+  paths = visualize.render_checkpoint(str(tmp_path), count=4, method="cutmix")
+  with open(paths[1]) as f:
+    described = json.load(f)
+  assert os.path.basename(paths[0]) == "mixing_step10_cutmix.png" and described["run_method"] == "erm"
+  assert described["method"] == "cutmix" and described["mask_spatial_std"] > 0.05  # Boxes have structure.
+  with pytest.raises(ValueError, match="needs a run trained with it"):
+    visualize.render_checkpoint(str(tmp_path), method="adautomix")
+  with pytest.raises(ValueError, match="Valid choices: adautomix"):
+    visualize.render_checkpoint(str(tmp_path), method="mixupp")
 
 
 def test_visualize_without_checkpoint_fails_clearly(tmp_path, capsys):

@@ -69,6 +69,7 @@ class DataInfo:
     image_shape: (H, W, C) of one image.
     num_train, num_eval: examples in the (possibly truncated) train and evaluation splits, all processes.
     mean, std: per-channel normalisation of images in [0, 1].
+    class_names: the name of each label, where the dataset has them (pictures); () otherwise.
   """
 
   num_classes: int
@@ -77,6 +78,7 @@ class DataInfo:
   num_eval: int
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  class_names: tuple[str, ...] = ()
 
 
 def _data_dir(config: ml_collections.ConfigDict) -> str | None:
@@ -191,18 +193,18 @@ def data_info(config: ml_collections.ConfigDict) -> DataInfo:
   spec = DATASETS[config.data.name]
   if spec.source == "image_folder":
     train, test = folder_split(config, spec.train_split), folder_split(config, spec.eval_split)
-    num_classes, channels = len(train.classes), 3
+    num_classes, channels, names = len(train.classes), 3, train.classes
     limit = lambda n, cap: min(n, cap) if cap else n
     num_train = limit(len(train.paths), config.data.max_train_examples)
     num_eval = limit(len(test.paths), config.data.max_eval_examples)
   else:
     info = prepared_builder(config).info
     image, label = (info.features[key] for key in info.supervised_keys)
-    num_classes, channels = label.num_classes, image.shape[-1]
+    num_classes, channels, names = label.num_classes, image.shape[-1], tuple(label.names)
     num_train = info.splits[split_with_limit(spec.train_split, config.data.max_train_examples)].num_examples
     num_eval = info.splits[split_with_limit(spec.eval_split, config.data.max_eval_examples)].num_examples
   size = config.data.image_size or spec.image_size
-  return DataInfo(num_classes, (size, size, channels), num_train, num_eval, spec.mean, spec.std)
+  return DataInfo(num_classes, (size, size, channels), num_train, num_eval, spec.mean, spec.std, tuple(names))
 
 
 def train_labels(config: ml_collections.ConfigDict) -> np.ndarray:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from adamix_jax import generators, losses
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
-from adamix_jax.mixing import mix
+from adamix_jax.mixing import mask_spatial_std, mix
 from adamix_jax.models.layers import replay_batch_norm_update
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
@@ -154,5 +154,6 @@ class AdAutoMix(LearnedMixup):
       loss_mix_q=loss_mix_q,
       loss_mix_k=loss_mix_k,
       cosine=similarity,
+      mask_std=mask_spatial_std(jax.lax.stop_gradient(generated.masks_mb)),
     )
     return loss, (batch_stats, metrics)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from adamix_jax import generators, losses
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
+from adamix_jax.mixing import mask_spatial_std
 
 
 def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> LearnedMixPlan:
@@ -81,5 +82,6 @@ class AutoMix(LearnedMixup):
       "loss_mix_q": loss_mix_q,
       "loss_mix_k": loss_mix_k,
       "loss_mask": loss_mask,
+      "mask_std": mask_spatial_std(jax.lax.stop_gradient(generated.masks_mb)),
     }
     return loss, ({"classifier": classifier_stats, "teacher": generated.teacher_stats}, metrics)

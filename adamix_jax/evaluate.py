@@ -1,7 +1,8 @@
 """Robustness and calibration of a trained run: `python -m adamix_jax.evaluate --workdir runs/c100`.
 
-    python -m adamix_jax.evaluate --workdir WORKDIR [--suite calibration,fgsm,occlusion] [--head ema/one]
-        [--fgsm_eps 0.0313725] [--fgsm_space pixel|normalized] [--occlusion_sizes 0,4,8,12,16] [--step N]
+    python -m adamix_jax.evaluate --workdir WORKDIR [--suite calibration,fgsm,occlusion,corruption]
+        [--head ema/one] [--fgsm_eps 0.0313725] [--fgsm_space pixel|normalized] [--occlusion_sizes 0,4,8,12,16]
+        [--corruption_dir DIR] [--corruption_baseline BASELINE_WORKDIR] [--step N]
 
 On the run's test split, with the checkpoint's network and head (default: the run's reported head):
   - calibration: top-1, ECE (15 equal-width bins, %), NLL, Brier score and a reliability diagram;
@@ -9,14 +10,22 @@ On the run's test split, with the checkpoint's network and head (default: the ru
     [0, 1], then normalised); `--fgsm_space normalized` moves the normalised tensor instead, as the
     official code does;
   - occlusion: top-1 as a zeroed square of each size is placed at a random spot of every image (size 0 is
-    the clean accuracy); a curve.
-Writes WORKDIR/robustness/{robustness.json, robustness.md, reliability.png, occlusion.png} and TensorBoard
-scalars (WORKDIR/robustness/tensorboard). The checkpoints are only read. The evaluation is jitted and
-sharded over every device like the training evaluation; padding is never counted.
+    the clean accuracy); a curve;
+  - corruption: top-1 for every corruption and severity 1-5 and their mean (the paper's number), on the
+    released CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C in --corruption_dir, or, for a dataset with no
+    released set, on corruptions generated from its test split (adamix_jax.corruptions says which); the
+    mCE against another run's report with --corruption_baseline.
+The default suite is all four, the corruptions left out for a dataset with a released set and no
+--corruption_dir. Writes WORKDIR/robustness/{robustness.json, robustness.md, reliability.png,
+occlusion.png, corruption.png} and TensorBoard scalars (WORKDIR/robustness/tensorboard). The checkpoints
+are only read. The evaluation is jitted and sharded over every device (and host) like the training
+evaluation; padding is never counted.
 """
 
 import argparse
+import itertools
 import json
+import math
 import os
 import sys
 
@@ -28,11 +37,11 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from adamix_jax import config as config_lib
-from adamix_jax import data, losses, robustness
+from adamix_jax import corruptions, data, losses, robustness
 from adamix_jax.sharding import AXIS, host_value, make_mesh, shard_batch
 from adamix_jax.visualize import load_run
 
-SUITES = ("calibration", "fgsm", "occlusion")
+SUITES = ("calibration", "fgsm", "occlusion", "corruption")
 
 
 class EvaluationError(ValueError):
@@ -91,12 +100,14 @@ def make_robustness_step(nets, info, mesh, head: str, suites, eps: float, space:
 
 def evaluate_run(
   workdir: str,
-  suites=SUITES,
+  suites: tuple[str, ...] | None = None,
   head: str = "auto",
   eps: float = 8 / 255,
   space: str = "pixel",
   sizes: tuple[int, ...] = (0, 4, 8, 12, 16),
   step: int | None = None,
+  corruption_dir: str = "",
+  corruption_baseline: str = "",
 ) -> dict:
   """Evaluates the checkpoint at `step` (default: the latest) and writes the report into WORKDIR/robustness.
 
@@ -105,16 +116,20 @@ def evaluate_run(
 
   Raises:
     EvaluationError: an unknown suite or FGSM space, a head the run does not have, an occlusion larger
-      than the images.
+      than the images, a baseline report without the corruption suite.
+    corruptions.CorruptionError: a missing or malformed corruption directory.
     FileNotFoundError: the workdir has no checkpoint.
   """
-  for suite in suites:
+  for suite in suites or ():
     if suite not in SUITES:
       raise EvaluationError(f"--suite {suite!r} is not known. Valid choices: {', '.join(SUITES)}.")
   if space not in robustness.FGSM_SPACES:
     raise EvaluationError(f"--fgsm_space {space!r} is not known. Valid choices: {', '.join(robustness.FGSM_SPACES)}.")
   mesh = make_mesh(0)
   config, info, method, nets, state = load_run(workdir, step, mesh=mesh)
+  if suites is None:  # Every suite; the corruptions where they need no directory or one is given.
+    needs_directory = config.data.name in corruptions.RELEASED and not corruption_dir
+    suites = tuple(s for s in SUITES if s != "corruption" or not needs_directory)
   head = config_lib.reported_head(config) if head == "auto" else head
   if head not in _heads(method, state):
     raise EvaluationError(
@@ -122,6 +137,11 @@ def evaluate_run(
     )
   if max(sizes) > min(info.image_shape[:2]):
     raise EvaluationError(f"--occlusion_sizes {max(sizes)} exceeds the {info.image_shape[0]}-pixel images.")
+  if "corruption" in suites:  # Opened first: a missing or malformed directory fails before any evaluation.
+    clean = data.InputPipeline(config, info).first_eval_examples(info.num_eval) if not corruption_dir else None
+    corrupted = corruptions.open_corruptions(config, info, corruption_dir, clean)
+    if corruption_baseline and not set(_read_baseline(corruption_baseline)["top1"]) & set(corrupted.names):
+      raise EvaluationError("--corruption_baseline: its corruption report shares no corruption with this set.")
   config.eval_batch_size -= config.eval_batch_size % mesh.size  # Whole device shards.
   pipeline = data.InputPipeline(config, info, process_index=jax.process_index(), process_count=jax.process_count())
   robustness_step = make_robustness_step(nets, info, mesh, head, suites, eps, space, tuple(sizes))
@@ -155,9 +175,82 @@ def evaluate_run(
     }
   if "occlusion" in suites:
     report["occlusion"] = {"sizes": list(sizes), "top1": (100 * totals["occlusion_correct"] / count).tolist()}
+  if "corruption" in suites:
+    clean_step = make_robustness_step(nets, info, mesh, head, (), eps, space, (0,))
+    report["corruption"] = corruption_report(
+      corrupted, lambda batch: clean_step(state, shard_batch(mesh, batch), key), config.eval_batch_size
+    )
+    if corruption_baseline:
+      report["corruption"]["mce"] = mean_corruption_error(report["corruption"], _read_baseline(corruption_baseline))
   if jax.process_index() == 0:
     _write(report, os.path.join(workdir, "robustness"))
   return report
+
+
+def _padded_batches(images: np.ndarray, labels: np.ndarray, local_batch: int, num_batches: int):
+  """Host arrays as `num_batches` whole batches of `local_batch`, padded (mask False on padding)."""
+  for start in range(0, num_batches * local_batch, local_batch):
+    chunk, chunk_labels = images[start : start + local_batch], labels[start : start + local_batch]
+    missing = local_batch - len(chunk)
+    yield {
+      "images": np.concatenate([chunk, np.zeros((missing, *images.shape[1:]), images.dtype)]),
+      "labels": np.concatenate([chunk_labels, np.zeros(missing, np.int32)]),
+      "mask": np.arange(local_batch) < len(chunk),
+    }
+
+
+def corruption_report(corrupted: corruptions.CorruptionSet, count_correct, eval_batch_size: int) -> dict:
+  """Top-1 of every (corruption, severity) of the set, each process evaluating its share of the examples.
+
+  Args:
+    count_correct: a host batch {"images", "labels", "mask"} -> summed counts {"count", "clean_correct"}
+      over every device and process.
+  """
+  index, processes = jax.process_index(), jax.process_count()
+  local_batch = eval_batch_size // processes
+  num_batches = math.ceil(math.ceil(corrupted.size / processes) / local_batch)
+  top1, total = {}, len(corrupted.names) * len(corruptions.SEVERITIES)
+  for number, (name, severity) in enumerate(itertools.product(corrupted.names, corruptions.SEVERITIES)):
+    if index == 0:
+      print(f"\rcorruption: {name} severity {severity} ({number + 1}/{total})", end="", file=sys.stderr, flush=True)
+    images, labels = corrupted.load(name, severity, (index, processes))
+    counts = [count_correct(batch) for batch in _padded_batches(images, labels, local_batch, num_batches)]
+    correct, count = (sum(float(host_value(c[key])) for c in counts) for key in ("clean_correct", "count"))
+    top1.setdefault(name, []).append(100 * correct / count)
+  print(file=sys.stderr)
+  values = np.array(list(top1.values()))  # [corruptions, severities]
+  return {
+    "set": corrupted.description,
+    "top1": top1,
+    "mean_top1": float(values.mean()),
+    "mean_top1_by_severity": values.mean(0).tolist(),
+  }
+
+
+def mean_corruption_error(report: dict, baseline: dict) -> dict:
+  """mCE against a baseline's corruption report: CE_c = sum_s err(c, s) / sum_s err_baseline(c, s) for each
+  corruption c both have, mCE = their mean, in % (Hendrycks & Dietterich, with a run as the baseline)."""
+  shared = [name for name in report["top1"] if name in baseline["top1"]]
+  ce = {
+    name: 100 * sum(100 - t for t in report["top1"][name]) / sum(100 - t for t in baseline["top1"][name])
+    for name in shared
+  }
+  return {"ce": ce, "mce": float(np.mean(list(ce.values()))), "baseline_set": baseline["set"]}
+
+
+def _read_baseline(path: str) -> dict:
+  """The corruption report of a baseline: its robustness.json, or a workdir holding robustness/robustness.json."""
+  if os.path.isdir(path):
+    path = os.path.join(path, "robustness", "robustness.json")
+  if not os.path.isfile(path):
+    raise EvaluationError(f"--corruption_baseline: {path} does not exist; evaluate the baseline run first.")
+  with open(path) as f:
+    baseline = json.load(f)
+  if "corruption" not in baseline:
+    raise EvaluationError(
+      f"--corruption_baseline: {path} has no corruption report; evaluate it with --suite corruption."
+    )
+  return baseline["corruption"]
 
 
 def markdown(report: dict) -> str:
@@ -172,6 +265,15 @@ def markdown(report: dict) -> str:
   if "occlusion" in report:
     o = report["occlusion"]
     rows += [(f"occlusion {s}x{s} top-1 (%)", f"{t:.2f}") for s, t in zip(o["sizes"], o["top1"], strict=True)]
+  if "corruption" in report:
+    c = report["corruption"]
+    rows.append((f"corruption mean top-1 (%, {len(c['top1'])} x 5)", f"{c['mean_top1']:.2f}"))
+    rows += [
+      (f"corruption {name} top-1 (%, severities 1-5)", " / ".join(f"{t:.1f}" for t in v))
+      for name, v in c["top1"].items()
+    ]
+    if "mce" in c:
+      rows.append(("mCE (%, against the baseline run)", f"{c['mce']['mce']:.2f}"))
   header = f"{report['method']}, {report['head']}, step {report['step']}, {report['examples']} test images"
   return "\n".join([f"| {header} | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
 
@@ -216,6 +318,32 @@ def _write(report: dict, out: str) -> None:
     fig.savefig(os.path.join(out, "occlusion.png"), dpi=120)
     plt.close(fig)
     scalars |= {f"occlusion/{s}": t for s, t in zip(occlusion["sizes"], occlusion["top1"], strict=True)}
+  if "corruption" in report:
+    c = report["corruption"]
+    names = list(c["top1"])
+    values = np.array([c["top1"][name] for name in names])
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+    ax.bar(range(len(names)), values.mean(1), color="lightgray", edgecolor="k", label="mean over severities")
+    for severity in range(values.shape[1]):
+      ax.plot(
+        range(len(names)),
+        values[:, severity],
+        ".",
+        color=plt.cm.viridis(severity / 4),
+        label=f"severity {severity + 1}",
+      )
+    ax.axhline(report["top1"], color="k", ls="--", lw=1, label="clean")
+    ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"{report['method']} {report['head']}: corruptions, mean {c['mean_top1']:.2f}%", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "corruption.png"), dpi=120)
+    plt.close(fig)
+    scalars["corruption/mean_top1"] = c["mean_top1"]
+    scalars |= {f"corruption/{name}": float(np.mean(v)) for name, v in c["top1"].items()}
+    if "mce" in c:
+      scalars["corruption/mce"] = c["mce"]["mce"]
   writer = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
   with writer.as_default():
     for name, value in scalars.items():
@@ -226,22 +354,30 @@ def _write(report: dict, out: str) -> None:
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m adamix_jax.evaluate", description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True, help="the run's workdir (with checkpoints/)")
-  parser.add_argument("--suite", default=",".join(SUITES), help=f"comma-separated, of {', '.join(SUITES)}")
+  parser.add_argument("--suite", default="auto", help=f"comma-separated, of {', '.join(SUITES)} (auto: see above)")
   parser.add_argument("--head", default="auto", help="<online|ema>/<head>; auto: the run's reported head")
   parser.add_argument("--fgsm_eps", type=float, default=8 / 255, help="FGSM step (pixel units for pixel space)")
   parser.add_argument("--fgsm_space", default="pixel", help=f"one of {', '.join(robustness.FGSM_SPACES)}")
   parser.add_argument("--occlusion_sizes", default="0,4,8,12,16", help="sides of the zeroed squares")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  parser.add_argument(
+    "--corruption_dir", default="", help="a released CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C directory"
+  )
+  parser.add_argument(
+    "--corruption_baseline", default="", help="a baseline run's workdir or robustness.json, for the mCE"
+  )
   args = parser.parse_args(argv)
   from absl import logging
 
   logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager will not save: it will not.
   try:
     sizes = tuple(int(s) for s in args.occlusion_sizes.split(","))
+    suites = tuple(args.suite.split(",")) if args.suite != "auto" else None
     report = evaluate_run(
-      args.workdir, tuple(args.suite.split(",")), args.head, args.fgsm_eps, args.fgsm_space, sizes, args.step
-    )
-  except (EvaluationError, FileNotFoundError, ValueError) as error:
+      args.workdir, suites, args.head, args.fgsm_eps, args.fgsm_space, sizes, args.step,
+      args.corruption_dir, args.corruption_baseline,
+    )  # fmt: skip
+  except (EvaluationError, corruptions.CorruptionError, FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
   print(markdown(report))

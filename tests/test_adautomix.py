@@ -215,6 +215,7 @@ def optax_ce(logits, labels):
   return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step_index,lam1", [(0, None), (1, None), (0, 0.01)])
 def test_three_image_step_matches_the_spec_written_out(tfds_dir, step_index, lam1):
   config, method, nets, _, state, batch = _tiny_setup(tfds_dir, **{"adautomix.num_mix": 3})

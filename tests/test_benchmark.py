@@ -7,6 +7,7 @@ import pytest
 from adamix_jax import benchmark
 
 
+@pytest.mark.slow
 def test_benchmark_tiny_preset_writes_results(tfds_dir, tmp_path):
   results = benchmark.run("tiny", str(tmp_path), methods=("erm", "mixup+dm"), data_dir=tfds_dir)
   with open(tmp_path / "benchmark.json") as f:

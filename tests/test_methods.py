@@ -58,6 +58,7 @@ def test_grid_of_mixed_samples_on_the_embedded_dataset(tfds_dir, batch, name):
   np.testing.assert_array_equal(unmixed, batch["images"])  # denormalize inverts normalize.
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters_and_losses(tfds_dir, batch):
   losses_by_dtype = {}
   for dtype in ("float32", "bfloat16"):

@@ -91,6 +91,7 @@ def folder_dir(tmp_path_factory):
   return str(directory)
 
 
+@pytest.mark.slow
 def test_fine_grained_run_starts_from_the_pretrained_backbone(folder_dir, tmp_path):
   weights = _torchvision_state(np.random.default_rng(0), False, (2, 2, 2, 2), 8, 1, 64)
   np.savez(tmp_path / "resnet18.npz", **weights)
@@ -112,6 +113,7 @@ def test_fine_grained_run_starts_from_the_pretrained_backbone(folder_dir, tmp_pa
   assert {"online/one/top1", "online/mix/top1", "ema/one/top1", "ema/mix/top1"} <= set(evals[-1]["metrics"])
 
 
+@pytest.mark.slow
 def test_imagenet_r50_run_with_two_images_lambda_channel_and_attention_norm(folder_dir, tmp_path):
   # The R50 settings (N = 2, lambda channel, BN after q/k) on a ResNet-18 body: the same paths, a faster compile.
   config = _shrink(_load("imagenet").get_config("r50"), folder_dir, **{"model.name": "resnet18"})

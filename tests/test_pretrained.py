@@ -87,6 +87,7 @@ def _torchvision_forward(state, x, bottleneck: bool, stage_sizes, groups: int):
   return x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "bottleneck,stage_sizes,width,groups,width_per_group",
   [(False, (2, 2, 2, 2), 8, 1, 64), (True, (2, 1, 1, 1), 16, 4, 4)],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from adamix_jax import evaluate, robustness, train
+from adamix_jax import data, evaluate, robustness, train, visualize
 
 
 def test_calibration_against_hand_computed_values():
@@ -76,7 +76,9 @@ def trained(tfds_dir, tmp_path_factory):
 
 def test_the_report_of_a_trained_run(trained, capsys):
   workdir, summary = trained
-  assert evaluate.main(["--workdir", workdir, "--occlusion_sizes", "0,4,8"]) == 0
+  assert (
+    evaluate.main(["--workdir", workdir, "--occlusion_sizes", "0,4,8", "--suite", "calibration,fgsm,occlusion"]) == 0
+  )
   out = os.path.join(workdir, "robustness")
   with open(os.path.join(out, "robustness.json")) as f:
     report = json.load(f)
@@ -93,7 +95,9 @@ def test_the_report_of_a_trained_run(trained, capsys):
 @pytest.mark.parametrize(
   "args, message",
   [(["--head", "ema/one"], "not a head of this run \\(erm\\). Valid choices: online/one"),
-   (["--suite", "corruption"], "Valid choices: calibration, fgsm, occlusion"),
+   (["--suite", "adversarial"], "Valid choices: calibration, fgsm, occlusion, corruption"),
+   (["--suite", "corruption", "--corruption_dir", "/nonexistent"], "--corruption_dir /nonexistent does not exist"),
+   (["--corruption_baseline", "/nonexistent"], "evaluate the baseline run first"),
    (["--fgsm_space", "logits"], "Valid choices: pixel, normalized")],
 )  # fmt: skip
 def test_bad_requests_are_one_line_errors(trained, capsys, args, message):
@@ -106,3 +110,37 @@ def test_bad_requests_are_one_line_errors(trained, capsys, args, message):
 def test_a_workdir_without_checkpoint_says_so(tmp_path, capsys):
   assert evaluate.main(["--workdir", str(tmp_path)]) == 1
   assert "holds no checkpoint: train first" in capsys.readouterr().err
+
+
+def test_the_corruption_suite_released_and_generated_and_the_mce(trained, tmp_path, capsys):
+  workdir, summary = trained
+  config, info, *_ = visualize.load_run(workdir)
+  images, labels = data.InputPipeline(config, info).first_eval_examples(info.num_eval)
+  # A set in the released layout whose every severity is the clean test split: each top-1 is the clean one.
+  np.save(tmp_path / "labels.npy", np.tile(labels, 5))
+  np.save(tmp_path / "snow.npy", np.tile(images, (5, 1, 1, 1)))  # Snow is never generated.
+  assert evaluate.main(["--workdir", workdir, "--suite", "corruption", "--corruption_dir", str(tmp_path)]) == 0
+  with open(os.path.join(workdir, "robustness", "robustness.json")) as f:
+    released = json.load(f)["corruption"]
+  clean = summary["last_eval"]["metrics"]["online/one/top1"]
+  assert released["top1"] == {"snow": pytest.approx([clean] * 5)} and released["mean_top1"] == pytest.approx(clean)
+  assert str(tmp_path) in released["set"]
+  # The generated set (the embedded dataset has no released one), with the run itself as the mCE baseline.
+  assert evaluate.main(["--workdir", workdir, "--suite", "corruption", "--corruption_baseline", workdir]) == 1
+  assert "shares no corruption" in capsys.readouterr().err  # The baseline report holds only "snow".
+  assert evaluate.main(["--workdir", workdir, "--suite", "corruption"]) == 0
+  assert evaluate.main(["--workdir", workdir, "--suite", "corruption", "--corruption_baseline", workdir]) == 0
+  with open(os.path.join(workdir, "robustness", "robustness.json")) as f:
+    generated = json.load(f)["corruption"]
+  assert "generated" in generated["set"] and len(generated["top1"]) == 12
+  assert generated["mce"]["mce"] == pytest.approx(100.0)  # Against itself.
+  assert os.path.getsize(os.path.join(workdir, "robustness", "corruption.png")) > 0
+  assert "| corruption mean top-1 (%, 12 x 5) |" in capsys.readouterr().out
+
+
+def test_the_mce_against_hand_computed_errors():
+  report = {"top1": {"fog": [90, 80, 70, 60, 50], "contrast": [100, 100, 100, 100, 90]}}
+  baseline = {"top1": {"fog": [80, 60, 40, 20, 0], "contrast": [90] * 5, "snow": [0] * 5}, "set": "b"}
+  mce = evaluate.mean_corruption_error(report, baseline)
+  assert mce["ce"] == pytest.approx({"fog": 100 * 150 / 300, "contrast": 100 * 10 / 50})
+  assert mce["mce"] == pytest.approx((50 + 20) / 2)

@@ -233,6 +233,7 @@ def test_weight_decay_mask_leaves_norms_and_biases_out():
 # --- The methods ---
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fixmatch"])  # DMixMatch's terms: the resume test below.
 def test_a_step_on_8_devices_compiles_once_and_logs_every_term(tfds_dir, method):
   config = semisup_config(tfds_dir, method, batch_size=8, num_devices=8)
@@ -254,6 +255,7 @@ def test_a_step_on_8_devices_compiles_once_and_logs_every_term(tfds_dir, method)
   assert 0 <= metrics["mask_rate"] <= 1 and 0 <= metrics["pseudo_label_accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_dmixmatch_leaves_the_labeled_x_unlabeled_term_out_while_its_weight_is_tiny(tfds_dir):
   config = semisup_config(tfds_dir, "dmixmatch", **{"semisup.threshold": 0.01})  # Every pseudo-label kept.
   mesh = sharding.make_mesh(1)
@@ -276,6 +278,7 @@ def test_dmixmatch_leaves_the_labeled_x_unlabeled_term_out_while_its_weight_is_t
     assert (float(metrics["loss_mix_unlabeled"]) > 0) == on
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_in_the_uninterrupted_runs_state(tfds_dir, tmp_path, capsys):
   overrides = {"checkpoint.every_steps": 5, "checkpoint.keep": 20, "data.max_train_examples": 120}
   config = semisup_config(tfds_dir, "dmixmatch", **overrides)

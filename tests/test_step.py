@@ -61,6 +61,7 @@ def test_without_sync_each_device_normalises_its_own_shard(tfds_dir, batches):
   assert metrics_eight["loss"] == pytest.approx(np.mean([m["loss"] for _, m in singles]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_tracked_ema_follows_the_new_parameters_and_statistics_and_compiles_once(tfds_dir, batches):
   """ERM with config.ema.track: the EMA network averages the classifier's parameters and BN statistics."""
   config = tiny_config(tfds_dir, batch_size=16, **{"ema.track": True})

@@ -79,6 +79,7 @@ def test_divergence_before_any_checkpoint_says_there_is_none(tfds_dir, tmp_path)
     train.train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["erm", "adautomix"])
 def test_training_and_evaluation_steps_compile_once(tfds_dir, tmp_path, monkeypatch, method):
   compiled = {}

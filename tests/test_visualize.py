@@ -24,6 +24,7 @@ def _tensorboard_images(workdir):
   return images
 
 
+@pytest.mark.slow
 def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp_path):
   config = tiny_config(tfds_dir, method="adautomix", num_epochs=1, **{"log.images_every_steps": 4})
   workdir = str(tmp_path / "run")

@@ -1,7 +1,8 @@
 """Robustness and calibration of a trained run: `python -m adamix_jax.evaluate --workdir runs/c100`.
 
     python -m adamix_jax.evaluate --workdir WORKDIR [--suite calibration,fgsm,occlusion,corruption]
-        [--head ema/one] [--fgsm_eps 0.0313725] [--fgsm_space pixel|normalized] [--occlusion_sizes 0,4,8,12,16]
+        [--head ema/one] [--fgsm_eps 0.0313725] [--fgsm_space pixel|normalized] [--pgd_steps 10]
+        [--occlusion_sizes 0,4,8,12,16]
         [--corruption_dir DIR] [--corruption_baseline BASELINE_WORKDIR] [--step N]
 
 On the run's test split, with the checkpoint's network and head (default: the run's reported head):
@@ -15,7 +16,9 @@ On the run's test split, with the checkpoint's network and head (default: the ru
     released CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C in --corruption_dir, or, for a dataset with no
     released set, on corruptions generated from its test split (adamix_jax.corruptions says which); the
     mCE against another run's report with --corruption_baseline.
-The default suite is all four, the corruptions left out for a dataset with a released set and no
+  - pgd (asked for by name): top-1 under PGD-k in pixel space (random start, k = --pgd_steps signed steps of
+    eps / 4, each projected onto the eps-ball and [0, 1]).
+The default suite is the first four, the corruptions left out for a dataset with a released set and no
 --corruption_dir. Writes WORKDIR/robustness/{robustness.json, robustness.md, reliability.png,
 occlusion.png, corruption.png} and TensorBoard scalars (WORKDIR/robustness/tensorboard). The checkpoints
 are only read. The evaluation is jitted and sharded over every device (and host) like the training
@@ -41,7 +44,7 @@ from adamix_jax import corruptions, data, losses, robustness
 from adamix_jax.sharding import AXIS, host_value, make_mesh, shard_batch
 from adamix_jax.visualize import load_run
 
-SUITES = ("calibration", "fgsm", "occlusion", "corruption")
+SUITES = ("calibration", "fgsm", "occlusion", "corruption", "pgd")
 
 
 class EvaluationError(ValueError):
@@ -53,7 +56,9 @@ def _heads(method, state) -> list[str]:
   return [f"{network}/{head}" for network in networks for head in method.head_names]
 
 
-def make_robustness_step(nets, info, mesh, head: str, suites, eps: float, space: str, sizes: tuple[int, ...]):
+def make_robustness_step(
+  nets, info, mesh, head: str, suites, eps: float, space: str, sizes: tuple[int, ...], pgd_steps: int = 10
+):
   """A jitted (state, batch, key) -> summed counts of every suite over the devices."""
   network, _, head_name = head.partition("/")
   mean, std = jnp.asarray(info.mean, jnp.float32), jnp.asarray(info.std, jnp.float32)
@@ -88,6 +93,11 @@ def make_robustness_step(nets, info, mesh, head: str, suites, eps: float, space:
       counts["fgsm_correct"] = correct(logits_of(attacked))
       counts["fgsm_loss"] = summed_loss(attacked)
       counts["clean_loss"] = summed_loss((pixels - mean) / std)
+    if "pgd" in suites:
+      attacked = robustness.pgd(
+        summed_loss, pixels, eps, pgd_steps, eps / 4, jax.random.fold_in(key, 1), mean=info.mean, std=info.std
+      )
+      counts["pgd_correct"] = correct(logits_of(attacked))
     if "occlusion" in suites:
       keys = jax.random.split(key, len(sizes))
       occluded = [robustness.occlude(pixels, size, k) for size, k in zip(sizes, keys, strict=True)]
@@ -108,6 +118,7 @@ def evaluate_run(
   step: int | None = None,
   corruption_dir: str = "",
   corruption_baseline: str = "",
+  pgd_steps: int = 10,
 ) -> dict:
   """Evaluates the checkpoint at `step` (default: the latest) and writes the report into WORKDIR/robustness.
 
@@ -123,13 +134,15 @@ def evaluate_run(
   for suite in suites or ():
     if suite not in SUITES:
       raise EvaluationError(f"--suite {suite!r} is not known. Valid choices: {', '.join(SUITES)}.")
+  if "pgd" in (suites or ()) and pgd_steps < 1:
+    raise EvaluationError(f"--pgd_steps {pgd_steps} must be at least 1.")
   if space not in robustness.FGSM_SPACES:
     raise EvaluationError(f"--fgsm_space {space!r} is not known. Valid choices: {', '.join(robustness.FGSM_SPACES)}.")
   mesh = make_mesh(0)
   config, info, method, nets, state = load_run(workdir, step, mesh=mesh)
   if suites is None:  # Every suite; the corruptions where they need no directory or one is given.
     needs_directory = config.data.name in corruptions.RELEASED and not corruption_dir
-    suites = tuple(s for s in SUITES if s != "corruption" or not needs_directory)
+    suites = tuple(s for s in SUITES if s != "pgd" and (s != "corruption" or not needs_directory))
   head = config_lib.reported_head(config) if head == "auto" else head
   if head not in _heads(method, state):
     raise EvaluationError(
@@ -144,7 +157,7 @@ def evaluate_run(
       raise EvaluationError("--corruption_baseline: its corruption report shares no corruption with this set.")
   config.eval_batch_size -= config.eval_batch_size % mesh.size  # Whole device shards.
   pipeline = data.InputPipeline(config, info, process_index=jax.process_index(), process_count=jax.process_count())
-  robustness_step = make_robustness_step(nets, info, mesh, head, suites, eps, space, tuple(sizes))
+  robustness_step = make_robustness_step(nets, info, mesh, head, suites, eps, space, tuple(sizes), pgd_steps)
   totals, key = None, jax.random.key(config.seed)
   batches = data.num_eval_batches(info, config, jax.process_count())
   for index, batch in enumerate(pipeline.eval_batches()):
@@ -172,6 +185,13 @@ def evaluate_run(
       "top1": 100 * float(totals["fgsm_correct"]) / count,
       "loss": float(totals["fgsm_loss"]) / count,
       "clean_loss": float(totals["clean_loss"]) / count,
+    }
+  if "pgd" in suites:
+    report["pgd"] = {
+      "eps": eps,
+      "steps": pgd_steps,
+      "step_size": eps / 4,
+      "top1": 100 * float(totals["pgd_correct"]) / count,
     }
   if "occlusion" in suites:
     report["occlusion"] = {"sizes": list(sizes), "top1": (100 * totals["occlusion_correct"] / count).tolist()}
@@ -262,6 +282,9 @@ def markdown(report: dict) -> str:
   if "fgsm" in report:
     f = report["fgsm"]
     rows.append((f"FGSM top-1 (%, eps {f['eps']:.4f}, {f['space']})", f"{f['top1']:.2f}"))
+  if "pgd" in report:
+    g = report["pgd"]
+    rows.append((f"PGD-{g['steps']} top-1 (%, eps {g['eps']:.4f}, pixel)", f"{g['top1']:.2f}"))
   if "occlusion" in report:
     o = report["occlusion"]
     rows += [(f"occlusion {s}x{s} top-1 (%)", f"{t:.2f}") for s, t in zip(o["sizes"], o["top1"], strict=True)]
@@ -306,6 +329,8 @@ def _write(report: dict, out: str) -> None:
     scalars |= {f"calibration/{k}": report["calibration"][k] for k in ("ece", "nll", "brier")}
   if "fgsm" in report:
     scalars["fgsm/top1"] = report["fgsm"]["top1"]
+  if "pgd" in report:
+    scalars["pgd/top1"] = report["pgd"]["top1"]
   if "occlusion" in report:
     occlusion = report["occlusion"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -358,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--head", default="auto", help="<online|ema>/<head>; auto: the run's reported head")
   parser.add_argument("--fgsm_eps", type=float, default=8 / 255, help="FGSM step (pixel units for pixel space)")
   parser.add_argument("--fgsm_space", default="pixel", help=f"one of {', '.join(robustness.FGSM_SPACES)}")
+  parser.add_argument(
+    "--pgd_steps", type=int, default=10, help="PGD iterations (suite pgd; eps --fgsm_eps, step eps/4)"
+  )
   parser.add_argument("--occlusion_sizes", default="0,4,8,12,16", help="sides of the zeroed squares")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
   parser.add_argument(
@@ -375,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     suites = tuple(args.suite.split(",")) if args.suite != "auto" else None
     report = evaluate_run(
       args.workdir, suites, args.head, args.fgsm_eps, args.fgsm_space, sizes, args.step,
-      args.corruption_dir, args.corruption_baseline,
+      args.corruption_dir, args.corruption_baseline, args.pgd_steps,
     )  # fmt: skip
   except (EvaluationError, corruptions.CorruptionError, FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)

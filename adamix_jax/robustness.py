@@ -103,6 +103,40 @@ def fgsm(
   raise ValueError(f"space = {space!r} is not known. Valid choices: {', '.join(FGSM_SPACES)}.")
 
 
+def pgd(
+  loss_fn: Callable[[jax.Array], jax.Array],
+  images: jax.Array,
+  eps: float,
+  steps: int,
+  step_size: float,
+  key: jax.Array,
+  *,
+  mean=None,
+  std=None,
+) -> jax.Array:
+  """PGD-`steps` in pixel space (Madry et al.): a uniform random start in the eps-ball, then `steps` signed
+  gradient steps of `step_size`, each projected back onto the eps-ball around `images` and onto [0, 1].
+
+  Args:
+    loss_fn, mean, std: as `fgsm`.
+    images: float [B, H, W, C] in [0, 1].
+    eps, step_size: in [0, 1] pixel units (8/255 and 2/255 are the usual ones).
+    key: draws the random start.
+
+  Returns:
+    The attacked images, normalised.
+  """
+  mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+  grad_fn = jax.grad(lambda x: loss_fn((x - mean) / std))
+
+  def project(x):
+    return jnp.clip(jnp.clip(x, images - eps, images + eps), 0.0, 1.0)
+
+  start = project(images + jax.random.uniform(key, images.shape, minval=-eps, maxval=eps))
+  attacked = jax.lax.fori_loop(0, steps, lambda _, x: project(x + step_size * jnp.sign(grad_fn(x))), start)
+  return (attacked - mean) / std
+
+
 def occlude(images: jax.Array, size: int, key: jax.Array) -> jax.Array:
   """Each image with a size x size square set to 0 at a uniformly drawn place (fully inside the image).
 

@@ -106,6 +106,23 @@ def test_config_variants():
     assert cifar100_dm.get_config("rx50_resizemix").optimizer.weight_decay == 5e-4
     with pytest.raises(ValueError, match="r18_mixup"):
       cifar100_dm.get_config("r34_mixup")
+    import quickstart
+
+    assert quickstart.get_config().method == "erm" and quickstart.get_config().num_epochs == 8
+    ada = quickstart.get_config("adautomix")
+    assert (ada.ema.momentum, ada.ema.end_momentum, ada.optimizer.min_lr) == (0.99, 0.999, 0.05)
+    assert quickstart.get_config("erm").ema.momentum == 0.999  # Only the learned methods change the teacher.
+    mixup_dm = quickstart.get_config("mixup,dm,e16")
+    assert (mixup_dm.method, mixup_dm.mixup.alpha, mixup_dm.num_epochs) == ("mixup", 0.2, 16)
+    assert (mixup_dm.loss.dm.eta, mixup_dm.loss.dm.mode, mixup_dm.loss.dm.lam_power) == (0.01, "more", 0.5)
+    assert quickstart.get_config("automix").generator.upsample_mode == "nearest"
+    for variant in ("adautomix", "automix", "cutmix,dm", "mixup,e16"):
+      validate(quickstart.get_config(variant), num_devices=1)
+    for bad in ("fast", "e0"):
+      with pytest.raises(ValueError, match="Valid choices: erm, mixup, cutmix, automix, adautomix, dm, e<N>"):
+        quickstart.get_config(bad)
+    with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):
+      quickstart.get_config("adautomix,dm")
     import cifar100_semisup
     import quickstart_semisup
 

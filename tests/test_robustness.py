@@ -60,6 +60,25 @@ def test_fgsm_raises_the_loss_within_eps_and_keeps_pixels_in_range():
     robustness.fgsm(loss, images, eps, space="logits", mean=mean, std=std)
 
 
+def test_pgd_stays_in_the_eps_ball_and_in_range_and_beats_its_random_start():
+  logits = _model()
+  images = jax.random.uniform(jax.random.key(1), (8, 4, 4, 1))
+  labels = jnp.arange(8) % 3
+  mean, std, eps = (0.5,), (0.25,), 8 / 255
+
+  def loss(normalized):
+    return -jnp.sum(jax.nn.log_softmax(logits(normalized))[jnp.arange(8), labels])
+
+  start = robustness.pgd(loss, images, eps, 0, eps / 4, jax.random.key(2), mean=mean, std=std)
+  attacked = robustness.pgd(loss, images, eps, 10, eps / 4, jax.random.key(2), mean=mean, std=std)
+  pixels = attacked * 0.25 + 0.5
+  assert float(jnp.max(jnp.abs(pixels - images))) <= eps + 1e-6
+  assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
+  assert float(loss(attacked)) > float(loss(start)) > 0
+  fgsm = robustness.fgsm(loss, images, eps, mean=mean, std=std)
+  assert float(loss(attacked)) >= float(loss(fgsm)) - 1e-3
+
+
 def test_occlusion_zeroes_one_square_per_image_and_size_0_is_the_identity():
   images = jnp.ones((5, 10, 12, 3))
   assert robustness.occlude(images, 0, jax.random.key(0)) is images
@@ -85,6 +104,7 @@ def test_the_report_of_a_trained_run(trained, capsys):
   assert report["top1"] == pytest.approx(summary["last_eval"]["metrics"]["online/one/top1"])
   assert report["occlusion"]["top1"][0] == pytest.approx(report["top1"])  # Size 0: the clean accuracy.
   assert report["fgsm"]["loss"] > report["fgsm"]["clean_loss"] and report["examples"] == 100
+  assert report["pgd"]["steps"] == 3 and 0 <= report["pgd"]["top1"] <= report["top1"]
   assert 0 <= report["calibration"]["ece"] <= 100 and sum(report["calibration"]["bins"]["count"]) == 100
   for name in ("robustness.md", "reliability.png", "occlusion.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0
@@ -95,7 +115,8 @@ def test_the_report_of_a_trained_run(trained, capsys):
 @pytest.mark.parametrize(
   "args, message",
   [(["--head", "ema/one"], "not a head of this run \\(erm\\). Valid choices: online/one"),
-   (["--suite", "adversarial"], "Valid choices: calibration, fgsm, occlusion, corruption"),
+   (["--suite", "adversarial"], "Valid choices: calibration, fgsm, occlusion, corruption, pgd"),
+   (["--suite", "pgd", "--pgd_steps", "0"], "--pgd_steps 0 must be at least 1"),
    (["--suite", "corruption", "--corruption_dir", "/nonexistent"], "--corruption_dir /nonexistent does not exist"),
    (["--corruption_baseline", "/nonexistent"], "evaluate the baseline run first"),
    (["--fgsm_space", "logits"], "Valid choices: pixel, normalized")],

@@ -38,14 +38,19 @@ def _model():
   return logits
 
 
-def test_fgsm_raises_the_loss_within_eps_and_keeps_pixels_in_range():
+def _attack_setup():
+  """Images in [0, 1], the summed cross-entropy of a small linear model on their normalised form, and eps."""
   logits = _model()
-  images = jax.random.uniform(jax.random.key(1), (8, 4, 4, 1))
   labels = jnp.arange(8) % 3
-  mean, std, eps = (0.5,), (0.25,), 8 / 255
 
   def loss(normalized):
     return -jnp.sum(jax.nn.log_softmax(logits(normalized))[jnp.arange(8), labels])
+
+  return jax.random.uniform(jax.random.key(1), (8, 4, 4, 1)), loss, (0.5,), (0.25,), 8 / 255
+
+
+def test_fgsm_raises_the_loss_within_eps_and_keeps_pixels_in_range():
+  images, loss, mean, std, eps = _attack_setup()
 
   attacked = robustness.fgsm(loss, images, eps, mean=mean, std=std)
   pixels = attacked * 0.25 + 0.5
@@ -61,13 +66,7 @@ def test_fgsm_raises_the_loss_within_eps_and_keeps_pixels_in_range():
 
 
 def test_pgd_stays_in_the_eps_ball_and_in_range_and_beats_its_random_start():
-  logits = _model()
-  images = jax.random.uniform(jax.random.key(1), (8, 4, 4, 1))
-  labels = jnp.arange(8) % 3
-  mean, std, eps = (0.5,), (0.25,), 8 / 255
-
-  def loss(normalized):
-    return -jnp.sum(jax.nn.log_softmax(logits(normalized))[jnp.arange(8), labels])
+  images, loss, mean, std, eps = _attack_setup()
 
   start = robustness.pgd(loss, images, eps, 0, eps / 4, jax.random.key(2), mean=mean, std=std)
   attacked = robustness.pgd(loss, images, eps, 10, eps / 4, jax.random.key(2), mean=mean, std=std)

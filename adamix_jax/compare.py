@@ -1,6 +1,7 @@
 """Finished runs side by side: one table of mean ± std over seeds, and a plot of the evaluation curves.
 
     python -m adamix_jax.compare runs/semisup/* --plot docs/semisup.png
+    python -m adamix_jax.compare --robustness runs/quickstart runs/qs_mixup   # their evaluate reports
 
 However the runs were launched (a shell loop, a SLURM array, a TPU queue), each workdir holds its config and
 evaluation history (in its newest checkpoint) and, once finished, its summary.json. Runs whose configs
@@ -153,11 +154,46 @@ def plot(groups: dict[str, list[Run]], path: str) -> None:
   plt.close(fig)
 
 
+def robustness_table(reports: list[dict]) -> str:
+  """The robustness reports (`python -m adamix_jax.evaluate`) of several runs as one markdown table: a row
+  per number, a column per run; each corruption as its mean over the severities."""
+  from adamix_jax.evaluate import report_rows
+
+  columns = [dict(report_rows(report, per_severity=False)) for report in reports]
+  names = list(dict.fromkeys(name for column in columns for name in column))
+  lines = [
+    "| | " + " | ".join(f"{r['method']}, {r['head']}, step {r['step']} ({r['workdir']})" for r in reports) + " |",
+    "|---|" + "---|" * len(reports),
+  ]
+  lines += [f"| {name} | " + " | ".join(column.get(name, "–") for column in columns) + " |" for name in names]
+  return "\n".join(lines)
+
+
+def _robustness_main(workdirs: list[str]) -> int:
+  reports = []
+  for workdir in workdirs:
+    path = os.path.join(workdir, "robustness", "robustness.json")
+    if not os.path.isfile(path):
+      print(
+        f"error: {path} does not exist: run python -m adamix_jax.evaluate --workdir {workdir} first.", file=sys.stderr
+      )
+      return 1
+    with open(path) as f:
+      reports.append(json.load(f))
+  print(robustness_table(reports))
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m adamix_jax.compare", description=__doc__.splitlines()[0])
   parser.add_argument("workdirs", nargs="+", help="run workdirs (finished or not)")
   parser.add_argument("--plot", default="", help="write the evaluation curves to this PNG")
+  parser.add_argument(
+    "--robustness", action="store_true", help="compare the runs' robustness reports (python -m adamix_jax.evaluate)"
+  )
   args = parser.parse_args(argv)
+  if args.robustness:
+    return _robustness_main(args.workdirs)
   from absl import logging
 
   logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager will not save: it will not.

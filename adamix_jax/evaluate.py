@@ -273,8 +273,12 @@ def _read_baseline(path: str) -> dict:
   return baseline["corruption"]
 
 
-def markdown(report: dict) -> str:
-  """The report as a markdown table."""
+def report_rows(report: dict, per_severity: bool = True) -> list[tuple[str, str]]:
+  """The report's numbers as (name, formatted value) rows, in the order of the markdown table.
+
+  Args:
+    per_severity: each corruption's top-1 at severities 1-5; otherwise their mean.
+  """
   rows = [("clean top-1 (%)", f"{report['top1']:.2f}")]
   if "calibration" in report:
     c = report["calibration"]
@@ -291,14 +295,25 @@ def markdown(report: dict) -> str:
   if "corruption" in report:
     c = report["corruption"]
     rows.append((f"corruption mean top-1 (%, {len(c['top1'])} x 5)", f"{c['mean_top1']:.2f}"))
-    rows += [
-      (f"corruption {name} top-1 (%, severities 1-5)", " / ".join(f"{t:.1f}" for t in v))
-      for name, v in c["top1"].items()
-    ]
     if "mce" in c:
       rows.append(("mCE (%, against the baseline run)", f"{c['mce']['mce']:.2f}"))
-  header = f"{report['method']}, {report['head']}, step {report['step']}, {report['examples']} test images"
-  return "\n".join([f"| {header} | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
+    for name, values in c["top1"].items():
+      if per_severity:
+        rows.append((f"corruption {name} top-1 (%, severities 1-5)", " / ".join(f"{t:.1f}" for t in values)))
+      else:
+        rows.append((f"corruption {name} top-1 (%, mean of severities 1-5)", f"{np.mean(values):.2f}"))
+  return rows
+
+
+def describe(report: dict) -> str:
+  """'<method>, <head>, step N, n test images': what a report evaluated."""
+  return f"{report['method']}, {report['head']}, step {report['step']}, {report['examples']} test images"
+
+
+def markdown(report: dict) -> str:
+  """The report as a markdown table."""
+  rows = report_rows(report)
+  return "\n".join([f"| {describe(report)} | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
 
 
 def _write(report: dict, out: str) -> None:

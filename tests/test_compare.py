@@ -1,5 +1,8 @@
 """`python -m adamix_jax.compare`: runs grouped by config without the seed, mean ± std, curves."""
 
+import json
+import os
+
 from adamix_jax import compare
 
 
@@ -32,3 +35,29 @@ def test_runs_differing_in_seed_form_a_group_named_by_what_sets_it_apart(tmp_pat
 def test_a_directory_without_a_run_is_skipped_with_a_reason(tmp_path, capsys):
   assert compare.main([str(tmp_path)]) == 1
   assert "holds no checkpoint" in capsys.readouterr().err
+
+
+def _report(workdir, method, top1, corruption=None):
+  report = {"workdir": workdir, "method": method, "head": "online/one", "step": 8, "examples": 10, "top1": top1}
+  if corruption:
+    report["corruption"] = {"set": "s", "top1": corruption, "mean_top1": 50.0, "mean_top1_by_severity": []}
+  return report
+
+
+def test_robustness_reports_side_by_side(tmp_path, capsys):
+  reports = [
+    _report(str(tmp_path / "a"), "erm", 90.0, {"fog": [10, 20, 30, 40, 50]}),
+    _report(str(tmp_path / "b"), "mixup", 80.0),
+  ]
+  lines = compare.robustness_table(reports).splitlines()
+  assert lines[0].startswith("| | erm, online/one, step 8 (") and "mixup, online/one" in lines[0]
+  assert "| clean top-1 (%) | 90.00 | 80.00 |" in lines
+  assert "| corruption fog top-1 (%, mean of severities 1-5) | 30.00 | – |" in lines  # b has no corruption suite.
+  for report in reports:
+    os.makedirs(os.path.join(report["workdir"], "robustness"))
+    with open(os.path.join(report["workdir"], "robustness", "robustness.json"), "w") as f:
+      json.dump(report, f)
+  assert compare.main(["--robustness", reports[0]["workdir"], reports[1]["workdir"]]) == 0
+  assert "| clean top-1 (%) | 90.00 | 80.00 |" in capsys.readouterr().out
+  assert compare.main(["--robustness", str(tmp_path)]) == 1
+  assert "run python -m adamix_jax.evaluate --workdir" in capsys.readouterr().err

@@ -122,6 +122,13 @@ def evaluate_run(
 ) -> dict:
   """Evaluates the checkpoint at `step` (default: the latest) and writes the report into WORKDIR/robustness.
 
+  Args:
+    suites: of SUITES; None: calibration, fgsm, occlusion and corruption (the last left out for a dataset
+      with a released "-C" set when no `corruption_dir` is given).
+    head, eps, space, sizes, pgd_steps: as the command-line options of the same names.
+    corruption_dir: a released set's directory (corruptions.read_npy_layout / read_folder_layout).
+    corruption_baseline: a baseline run's workdir or robustness.json, for the mCE.
+
   Returns:
     The report (also robustness.json).
 

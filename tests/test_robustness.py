@@ -94,9 +94,8 @@ def trained(tfds_dir, tmp_path_factory):
 
 def test_the_report_of_a_trained_run(trained, capsys):
   workdir, summary = trained
-  assert (
-    evaluate.main(["--workdir", workdir, "--occlusion_sizes", "0,4,8", "--suite", "calibration,fgsm,occlusion"]) == 0
-  )
+  suites = "calibration,fgsm,occlusion,pgd"
+  assert evaluate.main(["--workdir", workdir, "--occlusion_sizes", "0,4,8", "--suite", suites, "--pgd_steps", "3"]) == 0
   out = os.path.join(workdir, "robustness")
   with open(os.path.join(out, "robustness.json")) as f:
     report = json.load(f)

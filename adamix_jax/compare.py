@@ -128,13 +128,11 @@ def table(groups: dict[str, list[Run]]) -> str:
 
 def plot(groups: dict[str, list[Run]], path: str) -> None:
   """The reported head's top-1 against the epoch: each group's mean over its runs, shaded min to max."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   import numpy as np
+  from matplotlib.figure import Figure  # Not pyplot: no backend is switched, a notebook's plots keep working.
 
-  fig, ax = plt.subplots(figsize=(9, 5))
+  fig = Figure(figsize=(9, 5))
+  ax = fig.subplots()
   for name, members in groups.items():
     head = reported_head(members[0])
     curves = [{entry["epoch"]: entry["metrics"][f"{head}/top1"] for entry in run.history} for run in members]
@@ -151,7 +149,6 @@ def plot(groups: dict[str, list[Run]], path: str) -> None:
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def robustness_table(reports: list[dict]) -> str:

@@ -325,9 +325,7 @@ def markdown(report: dict) -> str:
 
 def _write(report: dict, out: str) -> None:
   import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # Not pyplot: no backend is switched, a notebook's plots keep working.
 
   tf.io.gfile.makedirs(out)
   with tf.io.gfile.GFile(os.path.join(out, "robustness.json"), "w") as f:
@@ -338,7 +336,8 @@ def _write(report: dict, out: str) -> None:
   if "calibration" in report:
     bins = report["calibration"]["bins"]
     edges = np.linspace(0, 1, len(bins["count"]) + 1)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     ax.bar(edges[:-1], bins["accuracy"], width=edges[1] - edges[0], align="edge", edgecolor="k", label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.set_xlabel("confidence")
@@ -347,7 +346,6 @@ def _write(report: dict, out: str) -> None:
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "reliability.png"), dpi=120)
-    plt.close(fig)
     scalars |= {f"calibration/{k}": report["calibration"][k] for k in ("ece", "nll", "brier")}
   if "fgsm" in report:
     scalars["fgsm/top1"] = report["fgsm"]["top1"]
@@ -355,7 +353,8 @@ def _write(report: dict, out: str) -> None:
     scalars["pgd/top1"] = report["pgd"]["top1"]
   if "occlusion" in report:
     occlusion = report["occlusion"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.plot(occlusion["sizes"], occlusion["top1"], "o-")
     ax.set_xlabel("occluded square side (pixels)")
     ax.set_ylabel("top-1 (%)")
@@ -363,20 +362,20 @@ def _write(report: dict, out: str) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "occlusion.png"), dpi=120)
-    plt.close(fig)
     scalars |= {f"occlusion/{s}": t for s, t in zip(occlusion["sizes"], occlusion["top1"], strict=True)}
   if "corruption" in report:
     c = report["corruption"]
     names = list(c["top1"])
     values = np.array([c["top1"][name] for name in names])
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+    fig = Figure(figsize=(max(6, 0.55 * len(names)), 4))
+    ax = fig.subplots()
     ax.bar(range(len(names)), values.mean(1), color="lightgray", edgecolor="k", label="mean over severities")
     for severity in range(values.shape[1]):
       ax.plot(
         range(len(names)),
         values[:, severity],
         ".",
-        color=plt.cm.viridis(severity / 4),
+        color=matplotlib.colormaps["viridis"](severity / 4),
         label=f"severity {severity + 1}",
       )
     ax.axhline(report["top1"], color="k", ls="--", lw=1, label="clean")
@@ -386,7 +385,6 @@ def _write(report: dict, out: str) -> None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "corruption.png"), dpi=120)
-    plt.close(fig)
     scalars["corruption/mean_top1"] = c["mean_top1"]
     scalars |= {f"corruption/{name}": float(np.mean(v)) for name, v in c["top1"].items()}
     if "mce" in c:

@@ -50,19 +50,15 @@ def save_mixing_figure(mixed: MixResult, mean, std, file, title: str, class_name
     title: the figure's title (method, step, run).
     class_names: the name of each label (default: the label's number).
   """
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # Not pyplot: no backend is switched, a notebook's plots keep working.
 
   count = min(count, mixed.images.shape[0])
   images = denormalize(mixed.images[:count], mean, std)
   masks = np.asarray(mixed.masks[:count], np.float32)
   labels, lams = np.asarray(mixed.labels), np.asarray(mixed.lams)
   sources = masks.shape[-1]
-  fig, axes = plt.subplots(
-    1 + sources, count, figsize=(1.9 * count, 2.2 * (1 + sources)), squeeze=False, layout="constrained"
-  )
+  fig = Figure(figsize=(1.9 * count, 2.2 * (1 + sources)), layout="constrained")
+  axes = fig.subplots(1 + sources, count, squeeze=False)
   for column in range(count):
     described = " + ".join(
       f"{lams[i, column]:.2f} {class_label(int(labels[i, column]), class_names)}" for i in range(labels.shape[0])
@@ -78,4 +74,3 @@ def save_mixing_figure(mixed: MixResult, mean, std, file, title: str, class_name
     ax.set_yticks([])
   fig.suptitle(title, fontsize=10)
   fig.savefig(file, format="png", dpi=100)
-  plt.close(fig)

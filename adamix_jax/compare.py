@@ -1,12 +1,14 @@
 """Finished runs side by side: one table of mean ± std over seeds, and a plot of the evaluation curves.
 
     python -m adamix_jax.compare runs/semisup/* --plot docs/semisup.png
+    python -m adamix_jax.compare runs/compare/*/ --heads ema/one,online/one   # every head's last top-1 too
     python -m adamix_jax.compare --robustness runs/quickstart runs/qs_mixup   # their evaluate reports
 
 However the runs were launched (a shell loop, a SLURM array, a TPU queue), each workdir holds its config and
 evaluation history (in its newest checkpoint) and, once finished, its summary.json. Runs whose configs
 differ only in the seed (and in where or how they ran: data_dir, devices, logging, checkpointing) form one
-group; a group is named by the config keys that tell it apart from the others. Workdirs are only read.
+group; a group is named by its method ("+dm" with the Decoupled Mixup loss) and, where two groups share that
+name, by the config keys that tell them apart. Workdirs are only read.
 """
 
 import argparse
@@ -71,21 +73,26 @@ def _learning_keys(config: dict[str, Any]) -> dict[str, Any]:
   return {k: v for k, v in config.items() if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)}
 
 
+def method_label(config: dict[str, Any]) -> str:
+  """The method, with "+dm" when the Decoupled Mixup loss is on (loss.dm.eta > 0): "cutmix+dm"."""
+  return str(config.get("method", "?")) + ("+dm" if config.get("loss.dm.eta", 0) > 0 else "")
+
+
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
-  """Runs grouped by their config without the seed, each group named by its method and, where groups share
-  a method, by (up to three of) the keys that tell them apart."""
+  """Runs grouped by their config without the seed, each group named by its method (`method_label`) and,
+  where groups share that label, by (up to three of) the keys that tell them apart."""
   groups: dict[tuple, list[Run]] = {}
   for run in runs:
     groups.setdefault(tuple(sorted(_learning_keys(run.config).items(), key=str)), []).append(run)
   named = {}
   for key, members in groups.items():
     config = dict(key)
-    others = [dict(k) for k in groups if k != key and dict(k).get("method") == config.get("method")]
+    name = method_label(config)
+    others = [dict(k) for k in groups if k != key and method_label(dict(k)) == name]
     differing = [
       k for k in sorted(config)
       if any(k in other and str(other[k]) != str(config[k]) for other in others)
     ]  # fmt: skip
-    name = str(config.get("method", "?"))
     if differing:
       shown = ", ".join(f"{k}={config[k]}" for k in differing[:3])
       name += f" ({shown}{', ...' if len(differing) > 3 else ''})"
@@ -104,51 +111,74 @@ def reported_head(run: Run) -> str:
   return config_lib.reported_head_of(run.config["method"], run.config["eval.report"])
 
 
-def table(groups: dict[str, list[Run]]) -> str:
-  """A markdown table: each group's reported head, mean ± std over its finished runs, runs, epochs."""
+def _mean_std(values: list[float]) -> str:
+  if not values:
+    return "–"
+  spread = statistics.stdev(values) if len(values) > 1 else 0.0
+  return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+
+
+def table(groups: dict[str, list[Run]], heads: tuple[str, ...] = ()) -> str:
+  """A markdown table: each group's reported head, mean ± std over its finished runs, runs, epochs; then,
+  for each of `heads` (e.g. "online/one"), that head's top-1 at the last evaluation, mean ± std ("–" where
+  the runs have no such head)."""
   lines = [
-    "| runs of | reported head | top-1 (%) mean ± std | runs | epochs | steps |",
-    "|---|---|---|---|---|---|",
+    "| runs of | reported head | top-1 (%) mean ± std | runs | epochs | steps |" + "".join(f" {h} |" for h in heads),
+    "|---|---|---|---|---|---|" + "---|" * len(heads),
   ]
   for name, members in groups.items():
     finished = [run for run in members if run.summary and run.summary["reported_top1"] is not None]
-    values = [run.summary["reported_top1"] for run in finished]
-    if values:
-      spread = statistics.stdev(values) if len(values) > 1 else 0.0
-      result = f"{statistics.mean(values):.2f} ± {spread:.2f}"
-    else:
-      result = "unfinished"
+    result = _mean_std([run.summary["reported_top1"] for run in finished]) if finished else "unfinished"
     unfinished = len(members) - len(finished)
     count = f"{len(finished)}" + (f" (+{unfinished} unfinished)" if unfinished else "")
     epochs = members[0].config.get("num_epochs")
     steps = finished[0].summary["steps"] if finished else "-"
-    lines.append(f"| {name} | {reported_head(members[0])} | {result} | {count} | {epochs} | {steps} |")
+    extra = ""
+    for head in heads:
+      last = [run.summary.get("last_eval", {}).get("metrics", {}).get(f"{head}/top1") for run in finished]
+      extra += f" {_mean_std([v for v in last if v is not None])} |"
+    lines.append(f"| {name} | {reported_head(members[0])} | {result} | {count} | {epochs} | {steps} |{extra}")
   return "\n".join(lines)
 
 
 def plot(groups: dict[str, list[Run]], path: str) -> None:
-  """The reported head's top-1 against the epoch: each group's mean over its runs, shaded min to max."""
+  """The reported head's top-1 against the epoch: each group's mean over its runs, shaded min to max; on the
+  left the whole run, on the right its last third, where the methods' differences are read."""
   import numpy as np
   from matplotlib.figure import Figure  # Not pyplot: no backend is switched, a notebook's plots keep working.
 
-  fig = Figure(figsize=(9, 5))
-  ax = fig.subplots()
+  fig = Figure(figsize=(13, 5))
+  whole, end = fig.subplots(1, 2)
+  last_epoch = 0
   for name, members in groups.items():
     head = reported_head(members[0])
     curves = [{entry["epoch"]: entry["metrics"][f"{head}/top1"] for entry in run.history} for run in members]
     epochs = sorted(set.intersection(*(set(c) for c in curves)))
     if not epochs:
       continue
+    last_epoch = max(last_epoch, epochs[-1])
     values = np.array([[c[e] for e in epochs] for c in curves])
-    line = ax.plot(epochs, values.mean(0), label=f"{name} ({len(members)} runs)")[0]
-    if len(members) > 1:
-      ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("top-1 (%) of the reported head")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+    for ax in (whole, end):
+      line = ax.plot(epochs, values.mean(0), label=f"{name} ({len(members)} runs)")[0]
+      if len(members) > 1:
+        ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+  start = last_epoch - last_epoch // 3
+  end.set_xlim(start, last_epoch)
+  shown = [
+    y for line in end.get_lines() for x, y in zip(*line.get_data(), strict=True) if x >= start
+  ]  # fmt: skip
+  if shown:
+    margin = 0.1 * (max(shown) - min(shown)) + 0.1
+    end.set_ylim(min(shown) - margin, max(shown) + margin)
+  whole.set_title("whole run")
+  end.set_title(f"last third (epochs {start}-{last_epoch}), means")
+  for ax in (whole, end):
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 (%) of the reported head")
+    ax.grid(alpha=0.3)
+  whole.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=110)
 
 
 def robustness_table(reports: list[dict]) -> str:
@@ -186,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("workdirs", nargs="+", help="run workdirs (finished or not)")
   parser.add_argument("--plot", default="", help="write the evaluation curves to this PNG")
   parser.add_argument(
+    "--heads",
+    default="",
+    help="comma-separated heads to add as columns, each its top-1 at the last evaluation (e.g. ema/one,online/one)",
+  )
+  parser.add_argument(
     "--robustness", action="store_true", help="compare the runs' robustness reports (python -m adamix_jax.evaluate)"
   )
   args = parser.parse_args(argv)
@@ -206,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     print("error: none of the directories holds a run.", file=sys.stderr)
     return 1
   groups = group_runs(runs)
-  print(table(groups))
+  print(table(groups, tuple(filter(None, args.heads.split(",")))))
   if args.plot:
     plot(groups, args.plot)
     print(f"Curves: {args.plot}")

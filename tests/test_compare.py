@@ -9,7 +9,9 @@ from adamix_jax import compare
 def _run(method, seed, top1, finished=True, **keys):
   config = {"method": method, "seed": seed, "num_epochs": 2, "eval.report": "auto", "log.every_steps": seed, **keys}
   history = [{"epoch": e, "metrics": {"online/one/top1": top1 - 2 + e}} for e in (1, 2)]
-  summary = {"reported_top1": top1, "reported_head": "online/one", "steps": 20} if finished else None
+  last = {"epoch": 2, "step": 20, "metrics": {"online/one/top1": top1, "online/one/top5": 99.0}}
+  summary = {"reported_top1": top1, "reported_head": "online/one", "steps": 20, "last_eval": last}
+  summary = summary if finished else None
   return compare.Run(f"runs/{method}_{seed}", config, history, summary)
 
 
@@ -22,14 +24,37 @@ def test_runs_differing_in_seed_form_a_group_named_by_what_sets_it_apart(tmp_pat
     _run("erm", 1, 0.0, finished=False),
   ]
   groups = compare.group_runs(runs)
-  assert sorted(groups) == ["erm", "mixup (loss.dm.eta=0.0)", "mixup (loss.dm.eta=0.1)"]
-  assert [r.config["seed"] for r in groups["mixup (loss.dm.eta=0.0)"]] == [0, 1]
+  assert sorted(groups) == ["erm", "mixup", "mixup+dm"]
+  assert [r.config["seed"] for r in groups["mixup"]] == [0, 1]
   text = compare.table(groups)
-  assert "| mixup (loss.dm.eta=0.0) | online/one | 81.00 ± 1.41 | 2 | 2 | 20 |" in text
+  assert "| mixup | online/one | 81.00 ± 1.41 | 2 | 2 | 20 |" in text
   assert "| erm | online/one | 75.00 ± 0.00 | 1 (+1 unfinished) | 2 | 20 |" in text
   path = tmp_path / "curves.png"
   compare.plot(groups, str(path))
   assert path.stat().st_size > 10_000
+
+
+def test_groups_sharing_a_label_are_told_apart_by_their_differing_keys():
+  runs = [
+    _run("cutmix", 0, 80.0, **{"loss.dm.eta": 0.1, "num_epochs": 2}),
+    _run("cutmix", 0, 81.0, **{"loss.dm.eta": 0.1, "num_epochs": 4}),
+    _run("cutmix", 0, 79.0, **{"loss.dm.eta": 0.0, "num_epochs": 4}),
+  ]
+  assert sorted(compare.group_runs(runs)) == ["cutmix", "cutmix+dm (num_epochs=2)", "cutmix+dm (num_epochs=4)"]
+
+
+def test_heads_are_extra_columns_of_their_last_top1():
+  teacher = _run("adautomix", 0, 90.0)
+  teacher.summary["last_eval"]["metrics"]["ema/one/top1"] = 90.0
+  teacher.summary["last_eval"]["metrics"]["online/one/top1"] = 88.0
+  second = _run("adautomix", 1, 92.0)
+  second.summary["last_eval"]["metrics"]["ema/one/top1"] = 92.0
+  second.summary["last_eval"]["metrics"]["online/one/top1"] = 89.0
+  text = compare.table(compare.group_runs([teacher, second, _run("erm", 0, 75.0)]), ("ema/one", "online/one"))
+  header, _, *rows = text.splitlines()
+  assert header.endswith("| ema/one | online/one |")
+  assert rows[0].endswith("| 91.00 ± 1.41 | 88.50 ± 0.71 |")
+  assert rows[1].endswith("| – | 75.00 ± 0.00 |")  # ERM has no teacher.
 
 
 def test_a_directory_without_a_run_is_skipped_with_a_reason(tmp_path, capsys):

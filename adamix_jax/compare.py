@@ -162,7 +162,7 @@ def plot(groups: dict[str, list[Run]], path: str) -> None:
       line = ax.plot(epochs, values.mean(0), label=f"{name} ({len(members)} runs)")[0]
       if len(members) > 1:
         ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-  start = last_epoch - last_epoch // 3
+  start = last_epoch - max(1, last_epoch // 3)
   end.set_xlim(start, last_epoch)
   shown = [
     y for line in end.get_lines() for x, y in zip(*line.get_data(), strict=True) if x >= start

@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.pretrained = ""  # .npz of torchvision ResNet weights for the backbone (models/pretrained.py).
   config.model.sync_batch_norm = False  # Normalise with statistics of the global batch, not each device's.
   config.model.dtype = "float32"  # Compute dtype (models.DTYPES); parameters stay float32.
+  config.model.window = 0  # Swin's attention window side; 0: the published 7.
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.lr = 0.1  # At batch_size 100, as the paper; not rescaled automatically.
@@ -294,6 +295,10 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
       f"config.data.image_size = {config.data.image_size}. Use 'random_resized_crop', or image_size 0."
     )
   _validate_view_options(config, "data")
+  try:
+    models.check_input(config.model.name, size, width=config.model.width, window=config.model.window)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
   low, high = config.data.crop_scale
   if not 0 < low <= high <= 1:
     raise ConfigError(f"config.data.crop_scale = {(low, high)} must satisfy 0 < low <= high <= 1.")
@@ -360,6 +365,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     raise ConfigError(
       f"config.model.pretrained = {config.model.pretrained!r} is not a file. Give the .npz of torchvision "
       "weights (adamix_jax/models/pretrained.py says how to convert a .pth), or '' to train from scratch."
+    )
+  _positive(config, "model.window", allow_zero=True)
+  if config.model.window and config.model.name not in models.OPTIONS["window"]:
+    raise ConfigError(
+      f"config.model.window = {config.model.window} applies to {', '.join(models.OPTIONS['window'])}, not "
+      f"{config.model.name}: leave it 0."
     )
   _positive(config, "num_epochs", "batch_size", "eval_batch_size", "optimizer.lr", "eval.every_epochs")
   _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps", "log.image_count")

@@ -77,6 +77,7 @@ def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh
     init=config.model.init,
     axis_name=sharding.AXIS if config.model.sync_batch_norm else None,
     dtype=config.model.dtype,
+    window=config.model.window,
   )
   nets = method.make_networks(classifier, info.image_shape)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))

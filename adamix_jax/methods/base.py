@@ -63,7 +63,7 @@ class Method(abc.ABC):
   def init_variables(self, nets: Networks, rng: jax.Array, images: jax.Array) -> tuple[dict, dict]:
     """Initial (params, batch_stats), each {group: tree}, from a sample batch `images` [B, H, W, C]."""
     variables = nets.classifier.init(rng, images, train=False)
-    return {"classifier": variables["params"]}, {"classifier": variables["batch_stats"]}
+    return {"classifier": variables["params"]}, {"classifier": variables.get("batch_stats", {})}
 
   def preview(self, nets: Networks, state: Any, images: jax.Array, labels: jax.Array, rng: jax.Array):
     """The method's mixed samples of normalised `images` [B, H, W, C], for pictures (TensorBoard, notebooks).
@@ -104,4 +104,4 @@ def train_pass(
   output, updates = classifier.apply(
     {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"], **kwargs
   )
-  return output, updates["batch_stats"]
+  return output, updates.get("batch_stats", {})  # {} for a backbone without BatchNorm.

@@ -143,7 +143,16 @@ class LearnedMixup(Method):
     """Adds the generator, sized for the classifier's output at `config.generator.feature_stage`."""
     sample = jnp.zeros((1, *image_shape))
     output = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
-    features = output.stages[self.config.generator.feature_stage].shape
+    stage = self.config.generator.feature_stage
+    if not 0 <= stage < len(output.stages):
+      shapes = ", ".join(f"{index}: {tuple(s.shape[1:])}" for index, s in enumerate(output.stages))
+      from adamix_jax.config import ConfigError  # config imports the methods: imported here, when needed.
+
+      raise ConfigError(
+        f"config.generator.feature_stage = {stage}: {self.config.model.name} has no such feature map. Valid "
+        f"choices (index: [h, w, channels] at this image size): {shapes}."
+      )
+    features = output.stages[stage].shape
     return Networks(classifier, self.make_generator(features[-1], image_shape[0] // features[1]))
 
   def init_variables(self, nets, rng, images):
@@ -155,7 +164,7 @@ class LearnedMixup(Method):
     generator_variables = self.init_generator(
       nets.generator, generator_key, jnp.repeat(features[None], self.num_mix, axis=0)
     )
-    stats = variables["batch_stats"]
+    stats = variables.get("batch_stats", {})  # {} for a backbone without BatchNorm.
     params = {"classifier": variables["params"], "generator": generator_variables["params"]}
     batch_stats = {"classifier": stats, "teacher": jax.tree.map(jnp.copy, stats)}
     if "batch_stats" in generator_variables:

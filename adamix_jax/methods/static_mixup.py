@@ -46,7 +46,7 @@ class StaticMixup(Method):
     del rng
     mixed = self.operator()(batch["images"], batch["labels"], plan)
     output, updates = nets.classifier.apply(variables, mixed.images, train=True, mutable=["batch_stats"])
-    return output.logits["one"], mixed.labels, mixed.lams, updates["batch_stats"]
+    return output.logits["one"], mixed.labels, mixed.lams, updates.get("batch_stats", {})
 
   def loss(self, nets, params, state, batch, rng):
     plan_key, other_key = jax.random.split(rng)
@@ -102,4 +102,4 @@ class ManifoldMix(StaticMixup):
     )
     lam = jnp.full(batch["labels"].shape, plan.lam)
     labels = jnp.stack([batch["labels"], batch["labels"][plan.permutation]])
-    return output.logits["one"], labels, jnp.stack([lam, 1 - lam]), updates["batch_stats"]
+    return output.logits["one"], labels, jnp.stack([lam, 1 - lam]), updates.get("batch_stats", {})

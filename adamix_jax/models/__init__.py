@@ -10,9 +10,12 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from adamix_jax.models.classifier import Classifier, ClassifierOutput, Head, count_params
+from adamix_jax.models.convnext import ConvNeXt
 from adamix_jax.models.layers import INITS, BatchNorm, Init
 from adamix_jax.models.preact import PreActNet
 from adamix_jax.models.resnet import BasicBlock, Bottleneck, ResNet
+from adamix_jax.models.swin import SwinTransformer
+from adamix_jax.models.vit import VisionTransformer
 
 
 def _resnet(block, stage_sizes, stem, width=64, **kwargs):
@@ -37,27 +40,54 @@ BACKBONES: dict[str, tuple[int, Callable]] = {
     64,
     lambda w: _resnet(Bottleneck, (3, 4, 6, 3), "imagenet", w, groups=32, width_per_group=4),
   ),
+  "deit_s": (384, lambda w: functools.partial(VisionTransformer, patch=16, width=w, depth=12, num_heads=6)),
+  "swin_t": (96, lambda w: functools.partial(SwinTransformer, width=w)),
+  "convnext_t": (96, lambda w: functools.partial(ConvNeXt, stem="imagenet", width=w)),
+  "convnext_t_cifar": (96, lambda w: functools.partial(ConvNeXt, stem="cifar", width=w)),
 }
+# Architecture options beyond the width, and the backbones that have them.
+OPTIONS = {"drop_path": ("deit_s", "swin_t", "convnext_t", "convnext_t_cifar"), "window": ("swin_t",)}
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def make_backbone(
-  name: str, *, width: int = 0, init: str = "official", axis_name: str | None = None, dtype: str = "float32"
+  name: str,
+  *,
+  width: int = 0,
+  init: str = "official",
+  axis_name: str | None = None,
+  dtype: str = "float32",
+  drop_path: float = 0.0,
+  window: int = 0,
 ):
   """The backbone `name` at `width` base channels (0: the published width).
 
   Args:
     name: a key of BACKBONES.
-    width: base channels (stem and first stage); the others scale with it.
-    init: "official" or "flax" (see layers.Init).
+    width: base channels (stem and first stage; a transformer's embedding width); the others scale with it.
+    init: "official" or "flax" (see layers.Init; the transformers always use their official initialisation).
     axis_name: mesh axis for synchronised BatchNorm, or None for per-device statistics.
     dtype: compute dtype name; parameters are always float32.
+    drop_path: stochastic-depth rate of the last block (the backbones of OPTIONS["drop_path"]).
+    window: attention window side, 0 for the published one (Swin).
   """
   if name not in BACKBONES:
     raise ValueError(f"Unknown backbone {name!r}. Valid choices: {', '.join(sorted(BACKBONES))}.")
+  options = {key: value for key, value in (("drop_path", drop_path), ("window", window)) if value}
+  for key in options:
+    if name not in OPTIONS[key]:
+      raise ValueError(f"config.model.{key} does not apply to {name}; it does to {', '.join(OPTIONS[key])}.")
   default_width, factory = BACKBONES[name]
-  return factory(width or default_width)(inits=Init(init), axis_name=axis_name, dtype=DTYPES[dtype])
+  return factory(width or default_width)(inits=Init(init), axis_name=axis_name, dtype=DTYPES[dtype], **options)
+
+
+def check_input(name: str, size: int, **backbone_kwargs) -> None:
+  """Raises ValueError (one line, with the valid choices) when backbone `name` cannot take size × size
+  images; nothing is traced or compiled. The CNNs take any size."""
+  backbone = make_backbone(name, **backbone_kwargs)
+  if hasattr(backbone, "check_image_size"):
+    backbone.check_image_size(size, size)
 
 
 def make_classifier(
@@ -74,8 +104,13 @@ __all__ = [
   "BatchNorm",
   "Classifier",
   "ClassifierOutput",
+  "ConvNeXt",
   "Head",
   "Init",
+  "OPTIONS",
+  "check_input",
+  "SwinTransformer",
+  "VisionTransformer",
   "make_backbone",
   "make_classifier",
   "count_params",

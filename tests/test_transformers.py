@@ -1,0 +1,169 @@
+"""The transformer-era backbones: DeiT-S, Swin-T, ConvNeXt-T — sizes, feature taps, window attention, errors."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from adamix_jax import models
+from adamix_jax.config import ConfigError, validate
+from adamix_jax.models import swin
+from adamix_jax.models.transformer_layers import DropPath, drop_path_rates
+
+
+def _shapes(name, size, classes=1000, **kwargs):
+  """(parameter count, stage shapes) of backbone `name` with a `classes`-way head, traced, not run."""
+  classifier = models.make_classifier(name, classes, **kwargs)
+  images = jnp.zeros((2, size, size, 3))
+  variables = jax.eval_shape(lambda: classifier.init(jax.random.key(0), images, train=False))
+  output = jax.eval_shape(lambda v: classifier.apply(v, images, train=False), variables)
+  return models.count_params(variables["params"]), [s.shape[1:] for s in output.stages]
+
+
+@pytest.mark.parametrize(
+  "name, count",
+  [("deit_s", 22_050_664), ("swin_t", 28_288_354), ("convnext_t", 28_589_128)],
+)
+def test_parameter_counts_equal_timms_published_ones(name, count):
+  assert _shapes(name, 224)[0] == count
+
+
+def test_the_cifar_convnext_differs_only_in_its_3x3_stem():
+  count, stages = _shapes("convnext_t_cifar", 32)
+  assert count == 28_589_128 - 4 * 4 * 3 * 96 + 3 * 3 * 3 * 96
+  assert stages == [(32, 32, 96), (16, 16, 192), (8, 8, 384), (4, 4, 768), (1, 1, 768)]
+
+
+def test_the_official_feature_taps():
+  _, deit = _shapes("deit_s", 224)
+  assert len(deit) == 13 and deit[5] == (14, 14, 384) and deit[-1] == (1, 1, 384)  # Tokens after block 6.
+  _, swin_stages = _shapes("swin_t", 224)
+  assert swin_stages == [(28, 28, 192), (14, 14, 384), (7, 7, 768), (7, 7, 768)]  # Stage 3 after merging.
+  _, convnext = _shapes("convnext_t", 224)
+  assert convnext[2] == (14, 14, 384) and convnext[-1] == (1, 1, 768)
+
+
+def _reference_shifted_attention(params, x, window, shift, heads):
+  """Plain attention over the whole grid, each token allowed only the tokens of its displaced window
+  (windows start at -shift and are cut at the border), with the relative position bias by offset."""
+  batch, height, width, dim = x.shape
+  rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+  rows, cols = rows.reshape(-1), cols.reshape(-1)
+  block = (
+    (rows + window - shift) // window * 1000 + (cols + window - shift) // window
+    if shift
+    else (rows // window * 1000 + cols // window)
+  )
+  allowed = block[:, None] == block[None, :]
+  table = params["window_attn"]["relative_position_bias_table"]
+  offsets = (rows[:, None] - rows[None, :] + window - 1) * (2 * window - 1) + (
+    cols[:, None] - cols[None, :] + window - 1
+  )
+  bias = np.where(allowed, 0.0, -np.inf)[None] + np.asarray(table)[np.where(allowed, offsets, 0)].transpose(2, 0, 1)
+  attn = params["window_attn"]["attn"]
+  tokens = np.asarray(x, np.float64).reshape(batch, height * width, dim)
+  qkv = tokens @ np.asarray(attn["qkv"]["kernel"], np.float64) + np.asarray(attn["qkv"]["bias"])
+  qkv = qkv.reshape(batch, -1, 3, heads, dim // heads).transpose(2, 0, 3, 1, 4)
+  scores = qkv[0] @ qkv[1].transpose(0, 1, 3, 2) * (dim // heads) ** -0.5 + bias[None]
+  weights = np.exp(scores - scores.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  out = (weights @ qkv[2]).transpose(0, 2, 1, 3).reshape(batch, -1, dim)
+  out = out @ np.asarray(attn["proj"]["kernel"], np.float64) + np.asarray(attn["proj"]["bias"])
+  return out.reshape(batch, height, width, dim)
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+def test_window_attention_with_the_shift_mask_equals_masked_full_attention(shift):
+  module = swin.ShiftedWindowAttention(num_heads=2, window=4, shift=shift)
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 8))
+  params = module.init(jax.random.key(2), x)["params"]
+  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(3), p.shape), params)  # Non-zero bias.
+  got = module.apply({"params": params}, x)
+  np.testing.assert_allclose(got, _reference_shifted_attention(params, x, 4, shift, 2), atol=2e-5, rtol=2e-5)
+
+
+def test_shift_mask_separates_exactly_the_wrapped_regions():
+  mask = swin.shifted_window_mask(8, 8, 4, 2)
+  assert mask.shape == (4, 16, 16)
+  assert (mask[0] == 0).all()  # The top-left window holds one region.
+  assert sorted(np.unique(mask[3])) == [-100.0, 0.0]
+  index = swin.relative_position_index(3)
+  assert index.shape == (9, 9) and index.min() == 0 and index.max() == 24 and (np.diag(index) == 12).all()
+
+
+def test_a_grid_no_larger_than_the_window_is_one_unshifted_window():
+  assert swin.stage_windows(7, 7) == (7, False)
+  assert swin.stage_windows(2, 4) == (2, False)
+  assert swin.stage_windows(14, 7) == (7, True)
+
+
+@pytest.mark.slow
+def test_small_variants_backpropagate_through_every_parameter():
+  """Shallow ConvNeXt (ImageNet stem), Swin (window 4, a shifted block) and DeiT on 32x32 images, with drop
+  path on: every parameter gets a finite, non-zero gradient."""
+  backbones = [
+    models.ConvNeXt(width=8, depths=(1, 1, 1, 1), drop_path=0.1, layer_scale=1.0),
+    models.SwinTransformer(width=6, depths=(2, 1, 1, 1), window=4, drop_path=0.1),
+    models.VisionTransformer(patch=8, width=12, depth=2, num_heads=3, drop_path=0.1),
+  ]
+  images = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  for backbone in backbones:
+    classifier = models.Classifier(backbone, 10)
+    params = classifier.init(jax.random.key(1), images, train=False)["params"]
+
+    @jax.jit
+    def grads(p, classifier=classifier):
+      loss = lambda p: jnp.mean(
+        classifier.apply({"params": p}, images, train=True, rngs={"drop_path": jax.random.key(2)}).logits["one"] ** 2
+      )
+      return jax.grad(loss)(p)
+
+    leaves = jax.tree_util.tree_leaves_with_path(grads(params))
+    norms = {jax.tree_util.keystr(k): float(jnp.linalg.norm(g)) for k, g in leaves}
+    assert all(np.isfinite(v) for v in norms.values()), type(backbone).__name__
+    # A 1x1 token grid (Swin's stage 4 here) is one token per window: softmax over one score has no gradient.
+    single_token = {jax.tree_util.keystr(k) for k, g in leaves if g.shape[0] == 1 and "relative_position" in str(k)}
+    assert {k for k, v in norms.items() if v == 0} <= single_token, type(backbone).__name__
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_mean():
+  x = jnp.ones((4000, 3))
+  y = DropPath(0.25).apply({}, x, train=True, rngs={"drop_path": jax.random.key(0)})
+  per_sample = np.asarray(y)
+  np.testing.assert_allclose(np.unique(per_sample), [0.0, 4 / 3], rtol=1e-6)
+  assert (per_sample == per_sample[:, :1]).all()
+  assert abs(per_sample.mean() - 1) < 0.05
+  assert (DropPath(0.25).apply({}, x, train=False) == x).all()
+  rates = drop_path_rates(0.1, (2, 2))
+  assert np.allclose(list(itertools.chain(*rates)), [0, 0.1 / 3, 0.2 / 3, 0.1])
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    ({"model.name": "convnext_t_cifar"}, "not a multiple of 8"),
+    ({"model.name": "deit_s", "data.augment": "random_resized_crop", "data.image_size": 40}, "patch size 16"),
+    (
+      {"model.name": "swin_t", "model.width": 24, "data.augment": "random_resized_crop", "data.image_size": 64},
+      "16x16 token grid at stage 1, not a multiple of the window 7",
+    ),
+    ({"model.name": "swin_t", "model.width": 8}, "attention heads"),
+    ({"model.window": 4}, "applies to swin_t"),
+  ],
+)
+def test_inputs_a_backbone_cannot_take_are_config_errors(tfds_dir, overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    validate(tiny_config(tfds_dir, **overrides), num_devices=1)
+
+
+def test_a_feature_tap_the_backbone_lacks_lists_the_valid_ones(tfds_dir):
+  from adamix_jax import data, methods
+
+  config = tiny_config(tfds_dir, method="adautomix", **{"generator.feature_stage": 7})
+  method = methods.METHODS["adautomix"](config, total_steps=10)
+  classifier = models.make_classifier("cifar_resnet18", 10, method.head_names, width=4)
+  with pytest.raises(ConfigError, match=r"Valid choices .*2: \(7, 7, 16\), 3: \(4, 4, 32\)\."):
+    method.make_networks(classifier, data.data_info(config).image_shape)

@@ -25,7 +25,6 @@ import numpy as np
 
 from adamix_jax.models.layers import Init
 from adamix_jax.models.transformer_layers import (
-  CONV_INIT,
   LINEAR_INIT,
   DropPath,
   Mlp,
@@ -34,6 +33,7 @@ from adamix_jax.models.transformer_layers import (
   dense,
   drop_path_rates,
   layer_norm,
+  patch_embed,
 )
 
 
@@ -203,10 +203,7 @@ class SwinTransformer(nn.Module):
     if stage_hook is not None:
       raise ValueError("SwinTransformer has no stage inputs to mix: ManifoldMix runs on the CNNs and ConvNeXt.")
     self.check_image_size(images.shape[1], images.shape[2])
-    x = nn.Conv(
-      self.width, (self.patch, self.patch), strides=self.patch, padding="VALID", kernel_init=CONV_INIT,
-      dtype=self.dtype, name="patch_embed",
-    )(images.astype(self.dtype))  # fmt: skip
+    x = patch_embed(self.width, self.patch, dtype=self.dtype)(images.astype(self.dtype))
     x = layer_norm(1e-5, dtype=self.dtype, name="patch_norm")(x)
     rates = drop_path_rates(self.drop_path, self.depths)
     stages = []

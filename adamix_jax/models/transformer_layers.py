@@ -21,6 +21,13 @@ def dense(features: int, *, dtype, use_bias: bool = True, name: str | None = Non
   return nn.Dense(features, use_bias=use_bias, kernel_init=LINEAR_INIT, dtype=dtype, name=name)
 
 
+def patch_embed(features: int, patch: int, *, dtype) -> nn.Conv:
+  """The patchify convolution, patch × patch with stride patch: [B, H, W, C] -> [B, H/patch, W/patch, features]."""
+  return nn.Conv(
+    features, (patch, patch), strides=patch, padding="VALID", kernel_init=CONV_INIT, dtype=dtype, name="patch_embed"
+  )
+
+
 def layer_norm(epsilon: float, *, dtype, name: str | None = None) -> nn.LayerNorm:
   """LayerNorm over the last axis; its statistics are computed in float32 whatever `dtype` is."""
   return nn.LayerNorm(epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32, name=name)

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 
 from adamix_jax.models.layers import Init
 from adamix_jax.models.transformer_layers import (
-  CONV_INIT,
   LINEAR_INIT,
   DropPath,
   Mlp,
@@ -25,6 +24,7 @@ from adamix_jax.models.transformer_layers import (
   check_heads,
   drop_path_rates,
   layer_norm,
+  patch_embed,
 )
 
 
@@ -84,10 +84,7 @@ class VisionTransformer(nn.Module):
     if stage_hook is not None:
       raise ValueError("VisionTransformer has no stage inputs to mix: ManifoldMix runs on the CNNs and ConvNeXt.")
     self.check_image_size(images.shape[1], images.shape[2])
-    x = nn.Conv(
-      self.width, (self.patch, self.patch), strides=self.patch, padding="VALID", kernel_init=CONV_INIT,
-      dtype=self.dtype, name="patch_embed",
-    )(images.astype(self.dtype))  # fmt: skip
+    x = patch_embed(self.width, self.patch, dtype=self.dtype)(images.astype(self.dtype))
     batch, rows, cols, _ = x.shape
     x = x.reshape(batch, rows * cols, self.width)
     cls = self.param("cls_token", LINEAR_INIT, (1, 1, self.width), jnp.float32)

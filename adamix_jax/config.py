@@ -8,7 +8,7 @@ import os
 
 import ml_collections
 
-from adamix_jax import distributed, generators, losses, methods, models, schedules
+from adamix_jax import distributed, generators, losses, methods, models, schedules, train_state
 from adamix_jax.data import augment, datasets, input_pipeline, rand_augment
 from adamix_jax.methods import adautomix
 
@@ -80,12 +80,19 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.window = 0  # Swin's attention window side; 0: the published 7.
 
   config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "sgd"  # "sgd" (PyTorch's, coupled L2) or "adamw" (decoupled decay).
   config.optimizer.lr = 0.1  # At batch_size 100, as the paper; not rescaled automatically.
   config.optimizer.min_lr = 0.0  # Floor of the per-epoch cosine annealing.
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 1e-4  # Coupled L2, added to the gradient as PyTorch SGD does.
-  config.optimizer.decay_norm_and_bias = True  # False: no decay on norm scales/offsets and biases.
+  config.optimizer.decay_norm_and_bias = True  # False: no decay on 1-D leaves, class token, position tables.
+  config.optimizer.betas = (0.9, 0.999)  # AdamW.
+  config.optimizer.eps = 1e-8  # AdamW.
+  config.optimizer.schedule = "cosine_per_epoch"  # Or "cosine_per_step" (mmcv by_epoch=False), with warm-up.
+  config.optimizer.warmup_epochs = 0.0  # cosine_per_step: linear warm-up over this many epochs.
+  config.optimizer.warmup_ratio = 1e-5  # The warm-up starts at this fraction of the scheduled lr.
+  config.optimizer.grad_clip = 0.0  # > 0: clip the global gradient norm (all groups together) to this.
   config.optimizer.generator = ml_collections.ConfigDict()  # The mask generator's own schedule (paramwise lr).
   config.optimizer.generator.lr = 0.0  # 0: the generator follows the classifier's lr and min_lr.
   config.optimizer.generator.min_lr = 0.0  # Floor of the generator's cosine when its lr is set.
@@ -376,6 +383,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
   _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps", "log.image_count")
   _positive(config, "log.images_every_steps", allow_zero=True)
   _positive(config, "optimizer.min_lr", "optimizer.weight_decay", "optimizer.momentum", allow_zero=True)
+  _choice(config.optimizer.name, train_state.OPTIMIZERS, "optimizer.name")
+  _choice(config.optimizer.schedule, train_state.LR_SCHEDULES, "optimizer.schedule")
+  _positive(config, "optimizer.warmup_epochs", "optimizer.grad_clip", "optimizer.eps", allow_zero=True)
+  if not 0 < config.optimizer.warmup_ratio <= 1:
+    raise ConfigError(f"config.optimizer.warmup_ratio = {config.optimizer.warmup_ratio} must be in (0, 1].")
+  if config.optimizer.warmup_epochs and config.optimizer.schedule != "cosine_per_step":
+    raise ConfigError(
+      "config.optimizer.warmup_epochs needs config.optimizer.schedule = 'cosine_per_step' (the warm-up is per "
+      "step, as mmcv's)."
+    )
+  if config.optimizer.warmup_epochs > config.num_epochs:
+    raise ConfigError(
+      f"config.optimizer.warmup_epochs = {config.optimizer.warmup_epochs} exceeds config.num_epochs = "
+      f"{config.num_epochs}."
+    )
   _positive(config, "data.crop_padding", "data.max_train_examples", "data.max_eval_examples", allow_zero=True)
   _validate_data(config)
   _validate_semisup(config)

@@ -20,6 +20,25 @@ def cosine_per_epoch(base: float, floor: float, steps_per_epoch: int, num_epochs
   return schedule
 
 
+def cosine_per_step(base: float, floor: float, total_steps: int, warmup_steps: int = 0, warmup_ratio: float = 1e-5):
+  """mmcv's `CosineAnnealing` by iteration with its linear warm-up (`warmup='linear'`).
+
+  lr_t = floor + (base - floor) (1 + cos(pi t / T)) / 2, and during the first `warmup_steps` that value
+  times 1 - (1 - t / warmup_steps)(1 - warmup_ratio): from `warmup_ratio` of it at t = 0 up to all of it.
+  """
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    lr = floor + (base - floor) * (1 + jnp.cos(jnp.pi * step / total_steps)) / 2
+    if warmup_steps == 0:
+      return lr
+    # 1 - (1 - t / w)(1 - r), written as r + (1 - r) t / w so that float32 keeps r's precision at t = 0.
+    factor = warmup_ratio + (1 - warmup_ratio) * step / warmup_steps
+    return jnp.where(step < warmup_steps, lr * factor, lr)
+
+  return schedule
+
+
 def ema_rate(step, total_steps: int, base: float, end: float, adjust_start: float):
   """The EMA teacher's update rate 1 - m at iteration `step` (OpenMixup `CosineScheduleHook`,
   docs/method.md#the-ema-teacher).

@@ -39,10 +39,20 @@ class TrainState:
   rng: jax.Array
 
 
+# Leaves the transformer recipes keep out of the weight decay besides norms and biases (timm's
+# `no_weight_decay`, mmcls's `custom_keys`).
+NO_DECAY_NAMES = ("cls_token", "pos_embed", "relative_position_bias_table")
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("cosine_per_epoch", "cosine_per_step")
+
+
 def decays(params: Any) -> Any:
-  """True for the leaves weight decay applies to when norms and biases are excluded: kernels, not `scale`
-  (norm layers) or `bias` (norm layers and linear/conv biases)."""
-  return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key not in ("scale", "bias"), params)
+  """True for the leaves weight decay applies to when norms and biases are excluded: not the
+  one-dimensional leaves (norm scales and offsets, biases, ConvNeXt's layer scale `gamma`; timm's rule)
+  nor the class token, position embeddings and Swin's relative-position tables (NO_DECAY_NAMES)."""
+  return jax.tree_util.tree_map_with_path(
+    lambda path, leaf: jnp.ndim(leaf) > 1 and path[-1].key not in NO_DECAY_NAMES, params
+  )
 
 
 def sgd(
@@ -58,28 +68,53 @@ def sgd(
   )
 
 
+def adamw(schedule, *, betas, eps: float, weight_decay: float, decay_norm_and_bias: bool = True):
+  """PyTorch's AdamW: decoupled decay lr * weight_decay * param, bias-corrected moments.
+
+  `decay_norm_and_bias=False` leaves the leaves of `decays` out of the decay.
+  """
+  return optax.adamw(
+    schedule, b1=betas[0], b2=betas[1], eps=eps, weight_decay=weight_decay,
+    mask=None if decay_norm_and_bias else decays,
+  )  # fmt: skip
+
+
 def make_optimizer(
   config: ml_collections.ConfigDict, params: dict[str, Any], steps_per_epoch: int
 ) -> optax.GradientTransformation:
   """One optimiser, partitioned by the top-level parameter group (`classifier`, `generator`).
 
-  Each group gets its own SGD with a per-epoch cosine learning rate. The generator's lr and floor are
-  `config.optimizer.generator.{lr, min_lr}` when its lr is set (> 0), the classifier's otherwise;
-  momentum, Nesterov and weight decay are the classifier's (as OpenMixup's `paramwise_options`).
+  Each group gets its own `config.optimizer.name` (SGD or AdamW) with its own cosine learning rate (per
+  epoch, or per step with a linear warm-up of `warmup_epochs`). The generator's lr and floor are
+  `config.optimizer.generator.{lr, min_lr}` when its lr is set (> 0), the classifier's otherwise; the
+  other options are the classifier's (as OpenMixup's `paramwise_options`). `grad_clip` > 0 first clips
+  the gradient of all groups together to that global norm (mmcv's `grad_clip`).
   """
+  options = config.optimizer
+  total_steps = steps_per_epoch * config.num_epochs
   transforms = {}
   for group in params:
-    options = config.optimizer
     lr, min_lr = options.lr, options.min_lr
     if group == "generator" and options.generator.lr > 0:
       lr, min_lr = options.generator.lr, options.generator.min_lr
-    schedule = schedules.cosine_per_epoch(lr, min_lr, steps_per_epoch, config.num_epochs)
-    transforms[group] = sgd(
-      schedule, momentum=options.momentum, nesterov=options.nesterov, weight_decay=options.weight_decay,
-      decay_norm_and_bias=options.decay_norm_and_bias,
-    )  # fmt: skip
+    if options.schedule == "cosine_per_step":
+      warmup = round(options.warmup_epochs * steps_per_epoch)
+      schedule = schedules.cosine_per_step(lr, min_lr, total_steps, warmup, options.warmup_ratio)
+    else:
+      schedule = schedules.cosine_per_epoch(lr, min_lr, steps_per_epoch, config.num_epochs)
+    if options.name == "adamw":
+      transforms[group] = adamw(
+        schedule, betas=options.betas, eps=options.eps, weight_decay=options.weight_decay,
+        decay_norm_and_bias=options.decay_norm_and_bias,
+      )  # fmt: skip
+    else:
+      transforms[group] = sgd(
+        schedule, momentum=options.momentum, nesterov=options.nesterov, weight_decay=options.weight_decay,
+        decay_norm_and_bias=options.decay_norm_and_bias,
+      )  # fmt: skip
   labels = {group: jax.tree.map(lambda _, g=group: g, tree) for group, tree in params.items()}
-  return optax.partition(transforms, labels)
+  tx = optax.partition(transforms, labels)
+  return optax.chain(optax.clip_by_global_norm(options.grad_clip), tx) if options.grad_clip > 0 else tx
 
 
 def ema_update(teacher: Any, online: Any, rate: jax.Array) -> Any:

@@ -222,7 +222,12 @@ def test_detached_heads_train_only_the_heads():
 
 
 def test_weight_decay_mask_leaves_norms_and_biases_out():
-  params = {"conv": {"kernel": 1}, "bn": {"scale": 1, "bias": 1}, "head": {"Dense_0": {"kernel": 1, "bias": 1}}}
+  kernel, vector = np.zeros((3, 3, 2, 4)), np.zeros(4)
+  params = {
+    "conv": {"kernel": kernel},
+    "bn": {"scale": vector, "bias": vector},
+    "head": {"Dense_0": {"kernel": kernel[0, 0], "bias": vector}},
+  }
   assert decays(params) == {
     "conv": {"kernel": True},
     "bn": {"scale": False, "bias": False},

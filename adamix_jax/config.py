@@ -78,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.sync_batch_norm = False  # Normalise with statistics of the global batch, not each device's.
   config.model.dtype = "float32"  # Compute dtype (models.DTYPES); parameters stay float32.
   config.model.window = 0  # Swin's attention window side; 0: the published 7.
+  config.model.drop_path = 0.0  # Stochastic depth of the last block (transformer backbones), linear from 0.
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "sgd"  # "sgd" (PyTorch's, coupled L2) or "adamw" (decoupled decay).
@@ -373,11 +374,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
       f"config.model.pretrained = {config.model.pretrained!r} is not a file. Give the .npz of torchvision "
       "weights (adamix_jax/models/pretrained.py says how to convert a .pth), or '' to train from scratch."
     )
-  _positive(config, "model.window", allow_zero=True)
-  if config.model.window and config.model.name not in models.OPTIONS["window"]:
+  _positive(config, "model.window", "model.drop_path", allow_zero=True)
+  for option in ("window", "drop_path"):
+    if config.model[option] and config.model.name not in models.OPTIONS[option]:
+      raise ConfigError(
+        f"config.model.{option} = {config.model[option]} applies to {', '.join(models.OPTIONS[option])}, not "
+        f"{config.model.name}: leave it 0."
+      )
+  if config.model.drop_path >= 1:
+    raise ConfigError(f"config.model.drop_path = {config.model.drop_path} must be below 1.")
+  if config.model.drop_path and config.method in ("fixmatch", "dmixmatch"):
     raise ConfigError(
-      f"config.model.window = {config.model.window} applies to {', '.join(models.OPTIONS['window'])}, not "
-      f"{config.model.name}: leave it 0."
+      f"config.model.drop_path is not yet supported by the semi-supervised method {config.method!r}: leave it 0."
     )
   _positive(config, "num_epochs", "batch_size", "eval_batch_size", "optimizer.lr", "eval.every_epochs")
   _positive(config, "eval.median_of_last", "checkpoint.keep", "log.every_steps", "log.image_count")

@@ -78,6 +78,7 @@ def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh
     axis_name=sharding.AXIS if config.model.sync_batch_norm else None,
     dtype=config.model.dtype,
     window=config.model.window,
+    drop_path=config.model.drop_path,
   )
   nets = method.make_networks(classifier, info.image_shape)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))

@@ -35,6 +35,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("optimizer.warmup_epochs", 5.0, "needs config.optimizer.schedule = 'cosine_per_step'"),
     ("optimizer.warmup_ratio", 0.0, "must be in \\(0, 1"),
     ("model.window", 7, "applies to swin_t, not cifar_resnet18"),
+    ("model.drop_path", 0.1, "applies to deit_s, swin_t, convnext_t, convnext_t_cifar, not cifar_resnet18"),
     ("num_epochs", 0, "config.num_epochs = 0 must be > 0"),
     ("ema.momentum", 1.5, "must lie in [0, 1]"),
     ("eval.report", "ema/mix", "Valid choices: auto, online/one \\(ema/\\* needs config.ema.track"),

@@ -167,3 +167,28 @@ def test_a_feature_tap_the_backbone_lacks_lists_the_valid_ones(tfds_dir):
   classifier = models.make_classifier("cifar_resnet18", 10, method.head_names, width=4)
   with pytest.raises(ConfigError, match=r"Valid choices .*2: \(7, 7, 16\), 3: \(4, 4, 32\)\."):
     method.make_networks(classifier, data.data_info(config).image_shape)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["erm", "mixup", "adautomix"])
+def test_drop_path_is_on_in_every_training_pass_of_a_step(tfds_dir, method):
+  """A small DeiT on 32x32 images trains one step of each kind of method on 8 devices with drop path: every
+  pass gets its key (a pass without one would fail), and dropping changes the step's loss."""
+  from conftest import tiny_run
+
+  from adamix_jax import data, sharding
+
+  def first_loss(drop_path):
+    overrides = {
+      "method": method, "model.name": "deit_s", "model.width": 12, "model.drop_path": drop_path,
+      "data.augment": "random_resized_crop", "data.image_size": 32, "num_devices": 8, "batch_size": 16,
+    }  # fmt: skip
+    config = tiny_config(tfds_dir, **overrides)
+    validate(config, num_devices=8)
+    mesh, _, state, train_step = tiny_run(config)
+    batch = next(iter(data.InputPipeline(config, data.data_info(config)).train_batches(0)))
+    _, metrics = train_step(state, sharding.shard_batch(mesh, batch))
+    return float(jax.device_get(metrics["loss"]))
+
+  dropped, kept = first_loss(0.5), first_loss(0.0)
+  assert np.isfinite(dropped) and dropped != kept

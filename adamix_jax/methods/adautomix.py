@@ -101,16 +101,18 @@ class AdAutoMix(LearnedMixup):
     batch_size = batch["labels"].shape[0]
     choices = range(2, self.num_mix + 1)
     branches = [
-      lambda p, n=n: self.loss_with_plan(nets, p, state, batch, self.sample_plan(plan_key, state.step, batch_size, n))
+      lambda p, n=n: self.loss_with_plan(
+        nets, p, state, batch, self.sample_plan(plan_key, state.step, batch_size, n), rng
+      )
       for n in choices
     ]
     return jax.lax.switch(jax.random.randint(num_key, (), 0, len(choices)), branches, params)
 
-  def loss_with_plan(self, nets, params, state, batch, plan):
+  def loss_with_plan(self, nets, params, state, batch, plan, rng=None):
     options = self.config.adautomix
     images, labels = batch["images"], batch["labels"]
     num = plan.mb_perms.shape[0]
-    generated = self.generate(nets, params, state, images, plan)
+    generated = self.generate(nets, params, state, images, plan, rng)
 
     # Generator side: the frozen teacher's view of the generator's mixed batch against the clean logits.
     mixed_logits_k = generated.mixed_teacher.logits["mix"].astype(jnp.float32)
@@ -127,7 +129,7 @@ class AdAutoMix(LearnedMixup):
     bb_labels = labels[plan.bb_perms]
     batches = [images] + ([mix(images, plan.bb_perms, plan.bb_lams)] if num >= 3 else []) + [generated.mixed_bb]
     logits, classifier_stats = classifier_passes(
-      nets.classifier, params["classifier"], state.batch_stats["classifier"], *batches
+      nets.classifier, params["classifier"], state.batch_stats["classifier"], *batches, rng=rng
     )
     loss_one = losses.cross_entropy(logits[0]["one"], labels)
     loss_mix_q = losses.mixup_cross_entropy(logits[-1]["mix"], bb_labels, plan.bb_lams)

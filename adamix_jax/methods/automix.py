@@ -61,16 +61,16 @@ class AutoMix(LearnedMixup):
   def generator_masks(self, generator, variables, features, lams):
     return generator.apply(variables, features, lams[0]), None
 
-  def loss_with_plan(self, nets, params, state, batch, plan):
+  def loss_with_plan(self, nets, params, state, batch, plan, rng=None):
     options = self.config.automix
     images, labels = batch["images"], batch["labels"]
-    generated = self.generate(nets, params, state, images, plan)
+    generated = self.generate(nets, params, state, images, plan, rng)
     mixed_logits_k = generated.mixed_teacher.logits["mix"]
     loss_mix_k = losses.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
     loss_mask = options.mask_loss * generators.mask_loss(generated.masks_mb, plan.mb_lams[0], options.mask_margin)
 
     (clean, mixed), classifier_stats = classifier_passes(
-      nets.classifier, params["classifier"], state.batch_stats["classifier"], images, generated.mixed_bb
+      nets.classifier, params["classifier"], state.batch_stats["classifier"], images, generated.mixed_bb, rng=rng
     )
     loss_one = losses.cross_entropy(clean["one"], labels)
     loss_mix_q = losses.mixup_cross_entropy(mixed["mix"], labels[plan.bb_perms], plan.bb_lams)

@@ -94,14 +94,27 @@ class Method(abc.ABC):
     """
 
 
+DROP_PATH_STREAM = 0xD0  # Folded into a step's key for the drop-path keys, leaving its other draws as they were.
+
+
+def drop_path_rngs(rng: jax.Array | None, index: int = 0) -> dict[str, jax.Array]:
+  """The `rngs` of a train-mode pass: a "drop_path" key for the pass numbered `index` of the step whose
+  key is `rng` (stochastic depth in the transformer backbones; the CNNs ignore it); {} for None."""
+  if rng is None:
+    return {}
+  return {"drop_path": jax.random.fold_in(jax.random.fold_in(rng, DROP_PATH_STREAM), index)}
+
+
 def train_pass(
-  classifier: Classifier, params, batch_stats, images: jax.Array, **kwargs
+  classifier: Classifier, params, batch_stats, images: jax.Array, *, rng=None, index: int = 0, **kwargs
 ) -> tuple[ClassifierOutput, Any]:
   """One train-mode pass (batch statistics, running statistics updated): (ClassifierOutput, new batch_stats).
 
-  `kwargs` go to the classifier (`stage_hook`, `detach_heads`).
+  `rng` and `index` give the pass its drop-path key (`drop_path_rngs`); `kwargs` go to the classifier
+  (`stage_hook`, `detach_heads`).
   """
   output, updates = classifier.apply(
-    {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"], **kwargs
-  )
+    {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"],
+    rngs=drop_path_rngs(rng, index), **kwargs,
+  )  # fmt: skip
   return output, updates.get("batch_stats", {})  # {} for a backbone without BatchNorm.

@@ -13,8 +13,9 @@ class ERM(Method):
   head_names = ("one",)
 
   def loss(self, nets, params, state, batch, rng):
-    del rng  # ERM draws nothing.
-    output, stats = train_pass(nets.classifier, params["classifier"], state.batch_stats["classifier"], batch["images"])
+    output, stats = train_pass(
+      nets.classifier, params["classifier"], state.batch_stats["classifier"], batch["images"], rng=rng
+    )
     logits = output.logits["one"]
     loss = losses.cross_entropy(logits, batch["labels"])
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])

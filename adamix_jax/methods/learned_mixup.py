@@ -77,15 +77,16 @@ def falls_back_to_vanilla(lam: jax.Array, margin: float, num_mix: int) -> jax.Ar
   return (lam <= margin) | ((1 - lam <= margin) if num_mix == 2 else (1 - lam < margin))
 
 
-def classifier_passes(classifier, params, batch_stats, *batches: jax.Array) -> tuple[list[dict], Any]:
-  """Separate train-mode passes over `batches` in order, each with its own BN batch statistics.
+def classifier_passes(classifier, params, batch_stats, *batches: jax.Array, rng=None) -> tuple[list[dict], Any]:
+  """Separate train-mode passes over `batches` in order, each with its own BN batch statistics (and, from
+  `rng`, its own drop-path key: passes 2, 3, ... of the step; the teacher's are 0 and 1).
 
   Returns:
     (the logits {head: [B, classes]} of each batch, the BN statistics after the last pass).
   """
   logits = []
-  for images in batches:
-    output, batch_stats = train_pass(classifier, params, batch_stats, images)
+  for index, images in enumerate(batches, start=2):
+    output, batch_stats = train_pass(classifier, params, batch_stats, images, rng=rng, index=index)
     logits.append(output.logits)
   return logits, batch_stats
 
@@ -178,10 +179,11 @@ class LearnedMixup(Method):
       variables["batch_stats"] = generator_stats
     return self.generator_masks(nets.generator, variables, features[perms], lams)
 
-  def generate(self, nets: Networks, params, state, images: jax.Array, plan: LearnedMixPlan) -> GeneratedMix:
-    """Steps 2-4 of the module docstring for one device's normalised `images` [B, H, W, C]."""
+  def generate(self, nets: Networks, params, state, images: jax.Array, plan: LearnedMixPlan, rng=None) -> GeneratedMix:
+    """Steps 2-4 of the module docstring for one device's normalised `images` [B, H, W, C]; `rng` gives the
+    teacher's two passes their drop-path keys."""
     teacher_params = jax.lax.stop_gradient(state.ema_params)
-    clean, after_clean = train_pass(nets.classifier, teacher_params, state.batch_stats["teacher"], images)
+    clean, after_clean = train_pass(nets.classifier, teacher_params, state.batch_stats["teacher"], images, rng=rng)
     clean = jax.lax.stop_gradient(clean)
     features = clean.stages[self.config.generator.feature_stage]
     generator_stats = state.batch_stats.get("generator")
@@ -193,7 +195,9 @@ class LearnedMixup(Method):
     )
     vanilla = falls_back_to_vanilla(plan.bb_lams[0], self.lam_margin, plan.bb_perms.shape[0])
     masks_bb = jnp.where(vanilla, jnp.broadcast_to(plan.bb_lams, masks_bb.shape), jax.lax.stop_gradient(masks_bb))
-    mixed, after_mixed = train_pass(nets.classifier, teacher_params, after_clean, mix(images, plan.mb_perms, masks_mb))
+    mixed, after_mixed = train_pass(
+      nets.classifier, teacher_params, after_clean, mix(images, plan.mb_perms, masks_mb), rng=rng, index=1
+    )
     return GeneratedMix(
       clean_teacher=clean,
       teacher_stats_after_clean=after_clean,
@@ -207,7 +211,7 @@ class LearnedMixup(Method):
   def preview(self, nets, state, images, labels, rng):
     """The generator's mixing of `images` under a plan drawn from `rng`, with the state's networks."""
     plan = self.sample_plan(rng, state.step, labels.shape[0], self.num_mix)
-    teacher = train_pass(nets.classifier, state.ema_params, state.batch_stats["teacher"], images)[0]
+    teacher = train_pass(nets.classifier, state.ema_params, state.batch_stats["teacher"], images, rng=rng)[0]
     features = teacher.stages[self.config.generator.feature_stage]
     masks, _ = self._masks(
       nets, state.params["generator"], state.batch_stats.get("generator"), features, plan.mb_perms, plan.mb_lams
@@ -216,8 +220,9 @@ class LearnedMixup(Method):
 
   def loss(self, nets, params, state, batch, rng):
     plan = self.sample_plan(rng, state.step, batch["labels"].shape[0], self.num_mix)
-    return self.loss_with_plan(nets, params, state, batch, plan)
+    return self.loss_with_plan(nets, params, state, batch, plan, rng)
 
   @abc.abstractmethod
-  def loss_with_plan(self, nets: Networks, params, state, batch, plan: LearnedMixPlan):
-    """The total loss of one shard under `plan`; the return value is `Method.loss`'s."""
+  def loss_with_plan(self, nets: Networks, params, state, batch, plan: LearnedMixPlan, rng=None):
+    """The total loss of one shard under `plan`; the return value is `Method.loss`'s. `rng` (the step's key)
+    gives each network pass its drop-path key; None: no drop path (the CNNs)."""

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import losses, mixing
-from adamix_jax.methods.base import Method
+from adamix_jax.methods.base import Method, drop_path_rngs
 
 
 class StaticMixup(Method):
@@ -43,9 +43,10 @@ class StaticMixup(Method):
 
   def forward(self, nets, variables, batch, plan, rng):
     """(logits of head_one [B, C], labels [2, B], lams [2, B], updated batch_stats) of the mixed batch."""
-    del rng
     mixed = self.operator()(batch["images"], batch["labels"], plan)
-    output, updates = nets.classifier.apply(variables, mixed.images, train=True, mutable=["batch_stats"])
+    output, updates = nets.classifier.apply(
+      variables, mixed.images, train=True, mutable=["batch_stats"], rngs=drop_path_rngs(rng)
+    )
     return output.logits["one"], mixed.labels, mixed.lams, updates.get("batch_stats", {})
 
   def loss(self, nets, params, state, batch, rng):
@@ -98,7 +99,7 @@ class ManifoldMix(StaticMixup):
       return jnp.where(stage == k, mixing.mixup(features, batch["labels"], plan).images, features)
 
     output, updates = nets.classifier.apply(
-      variables, batch["images"], train=True, stage_hook=hook, mutable=["batch_stats"]
+      variables, batch["images"], train=True, stage_hook=hook, mutable=["batch_stats"], rngs=drop_path_rngs(rng)
     )
     lam = jnp.full(batch["labels"].shape, plan.lam)
     labels = jnp.stack([batch["labels"], batch["labels"][plan.permutation]])

@@ -66,7 +66,12 @@ def read_run(workdir: str) -> Run:
   if os.path.exists(path):
     with open(path) as f:
       summary = json.load(f)
-  return Run(workdir, flatten(meta["config"]), meta["eval_history"], summary)
+  from adamix_jax.config import base_config
+
+  # A run saved before a config key existed ran with that key's default: fill it in, so that such a run
+  # groups with newer runs of the same settings.
+  config = flatten(base_config().to_dict()) | flatten(meta["config"])
+  return Run(workdir, config, meta["eval_history"], summary)
 
 
 def _learning_keys(config: dict[str, Any]) -> dict[str, Any]:

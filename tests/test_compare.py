@@ -86,3 +86,24 @@ def test_robustness_reports_side_by_side(tmp_path, capsys):
   assert "| clean top-1 (%) | 90.00 | 80.00 |" in capsys.readouterr().out
   assert compare.main(["--robustness", str(tmp_path)]) == 1
   assert "run python -m adamix_jax.evaluate --workdir" in capsys.readouterr().err
+
+
+def test_a_run_saved_before_a_config_key_existed_groups_with_its_defaults(tfds_dir, tmp_path):
+  """A workdir's saved config lacking a key (an older version's run) reads as that key's default."""
+  from conftest import tiny_config
+
+  from adamix_jax import train
+
+  import shutil
+
+  new, old = str(tmp_path / "new"), str(tmp_path / "old")
+  train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=1), new)
+  shutil.copytree(new, old)
+  meta_path = [p for p in (tmp_path / "old").rglob("*") if p.is_file() and b'"window"' in p.read_bytes()]
+  assert meta_path
+  for path in meta_path:  # Remove model.window from the saved config, as a run from before it would lack it.
+    path.write_bytes(path.read_bytes().replace(b'"window": 0, ', b"").replace(b', "window": 0', b""))
+    assert b'"window"' not in path.read_bytes()
+  runs = [compare.read_run(new), compare.read_run(old)]
+  assert runs[1].config["model.window"] == 0
+  assert list(compare.group_runs(runs)) == ["erm"]

@@ -90,11 +90,11 @@ def test_robustness_reports_side_by_side(tmp_path, capsys):
 
 def test_a_run_saved_before_a_config_key_existed_groups_with_its_defaults(tfds_dir, tmp_path):
   """A workdir's saved config lacking a key (an older version's run) reads as that key's default."""
+  import shutil
+
   from conftest import tiny_config
 
   from adamix_jax import train
-
-  import shutil
 
   new, old = str(tmp_path / "new"), str(tmp_path / "old")
   train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=1), new)

@@ -79,8 +79,13 @@ def _learning_keys(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def method_label(config: dict[str, Any]) -> str:
-  """The method, with "+dm" when the Decoupled Mixup loss is on (loss.dm.eta > 0): "cutmix+dm"."""
-  return str(config.get("method", "?")) + ("+dm" if config.get("loss.dm.eta", 0) > 0 else "")
+  """The method, with "+dm" when a supervised mixup adds the Decoupled Mixup loss (loss.dm.eta > 0):
+  "cutmix+dm". DMixMatch's DM term is part of the method, so it stays "dmixmatch"."""
+  from adamix_jax.methods import METHODS, StaticMixup
+
+  method = str(config.get("method", "?"))
+  with_dm = config.get("loss.dm.eta", 0) > 0 and issubclass(METHODS.get(method, type), StaticMixup)
+  return method + ("+dm" if with_dm else "")
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:

@@ -129,6 +129,25 @@ def test_small_variants_backpropagate_through_every_parameter():
     assert {k for k, v in norms.items() if v == 0} <= single_token, type(backbone).__name__
 
 
+def test_gelu_is_the_exact_one_and_differentiates_inside_shard_map():
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+  from scipy.special import erf as exact_erf
+
+  from adamix_jax.models.transformer_layers import erf, gelu
+
+  x = np.linspace(-8, 8, 100_001, dtype=np.float32)
+  assert np.abs(np.asarray(erf(x)) - exact_erf(x.astype(np.float64))).max() < 5e-7
+  np.testing.assert_allclose(gelu(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
+  mesh = jax.make_mesh((8,), ("data",))
+  sharded = jax.device_put(jnp.asarray(x[:64000].reshape(8, -1)), NamedSharding(mesh, P("data")))
+  grad = jax.shard_map(
+    lambda v: jax.grad(lambda v: gelu(v).sum())(v), mesh=mesh, in_specs=P("data"), out_specs=P("data")
+  )
+  expected = jax.grad(lambda v: jax.nn.gelu(v, approximate=False).sum())(x[:64000].reshape(8, -1))
+  np.testing.assert_allclose(jax.jit(grad)(sharded), expected, atol=1e-5)
+
+
 def test_drop_path_drops_whole_samples_and_keeps_the_mean():
   x = jnp.ones((4000, 3))
   y = DropPath(0.25).apply({}, x, train=True, rngs={"drop_path": jax.random.key(0)})

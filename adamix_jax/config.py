@@ -383,7 +383,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
       )
   if config.model.drop_path >= 1:
     raise ConfigError(f"config.model.drop_path = {config.model.drop_path} must be below 1.")
-  if config.model.drop_path and config.method in ("fixmatch", "dmixmatch"):
+  if config.model.drop_path and issubclass(methods.METHODS[config.method], methods.FixMatch):  # Semi-supervised.
     raise ConfigError(
       f"config.model.drop_path is not yet supported by the semi-supervised method {config.method!r}: leave it 0."
     )

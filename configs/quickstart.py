@@ -14,7 +14,11 @@ Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
     alphas, learning-rate floors and generator settings;
   dm: adds the Decoupled Mixup loss with the method's official CIFAR ResNet-18 setting (mixup and cutmix;
     configs/cifar100_dm.py, which also sets alpha 0.2);
-  e<N>: N epochs instead of 8 (e.g. e24).
+  e<N>: N epochs instead of 8 (e.g. e24);
+  swin, convnext: a small Swin-T (width 24, 4x4 windows) or ConvNeXt-T (width 24) instead of the ResNet,
+    on 32x32 inputs (random-resized crops of the 28x28 images, scale 0.35-1, with flips) and the first
+    2,000 training images, so that a transformer-era backbone trains end to end in minutes on a CPU:
+    `configs/quickstart.py:adautomix,swin,e10` (README "The transformer backbones").
 
 AdAutoMix and AutoMix here have a faster EMA teacher than the paper's: momentum 0.99 -> 0.999 instead of
 0.999 -> 0.999999, a named short-run deviation. The paper's schedule is made for 400,000 steps: its
@@ -28,6 +32,19 @@ from adamix_jax.config import base_config, official_dm_recipe
 
 METHOD_ALPHA = {"erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "automix": 2.0, "adautomix": 1.0}
 LEARNED = ("automix", "adautomix")
+SMALL_BACKBONES = {"swin": "swin_t", "convnext": "convnext_t"}
+
+
+def small_backbone(config, name: str) -> None:
+  """A narrow transformer-era backbone on 32x32 crops of the first 2,000 images (the variants swin, convnext)."""
+  config.model.name = name
+  config.model.width = 24
+  if name == "swin_t":
+    config.model.window = 4  # 32 / 4 = 8 tokens a side in the first stage: 2 x 2 windows of 4 x 4.
+  config.data.augment = "random_resized_crop"
+  config.data.crop_scale = (0.35, 1.0)
+  config.data.image_size = 32
+  config.data.max_train_examples = 2000
 
 
 def get_config(variants: str = "erm"):
@@ -49,10 +66,12 @@ def get_config(variants: str = "erm"):
       config.mixup.alpha = METHOD_ALPHA[variant]
     elif variant == "dm":
       with_dm = True
+    elif variant in SMALL_BACKBONES:
+      small_backbone(config, SMALL_BACKBONES[variant])
     elif variant.startswith("e") and variant[1:].isdigit() and int(variant[1:]) > 0:
       config.num_epochs = int(variant[1:])
     else:
-      valid = ", ".join([*METHOD_ALPHA, "dm", "e<N>"])
+      valid = ", ".join([*METHOD_ALPHA, "dm", *SMALL_BACKBONES, "e<N>"])
       raise ValueError(f"Unknown variant {variant!r} of configs/quickstart.py. Valid choices: {valid}.")
   if with_dm:
     official_dm_recipe(config, "r18")

@@ -7,7 +7,6 @@ For two sources: `labels = jnp.stack([y_a, y_b])`, `lams = jnp.stack([lam, 1 - l
 
 import jax
 import jax.numpy as jnp
-import optax
 
 DM_MODES = ("both", "less", "more")
 
@@ -21,18 +20,29 @@ def _weighted_mean(values: jax.Array, weights: jax.Array | None) -> jax.Array:
   return jnp.mean(values if weights is None else _at_least_float32(weights) * values)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+def _smoothed(nll: jax.Array, log_probs: jax.Array, label_smoothing: float) -> jax.Array:
+  """Per-row loss against the target (1 - eps) * target + eps / C, from its unsmoothed part `nll` [B]:
+  (1 - eps) * nll + eps * mean_c(-log p_c) (OpenMixup's LabelSmoothLoss, mode "original")."""
+  if not label_smoothing:
+    return nll
+  return (1 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
+
+
+def cross_entropy(
+  logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None, label_smoothing: float = 0.0
+) -> jax.Array:
   """Softmax cross-entropy averaged over the batch.
 
   Args:
     logits: [B, C] (any float dtype; cast to float32).
     labels: int [B] class indices.
     weights: optional [B] per-example weights (e.g. a pseudo-label mask); the sum is still divided by B.
+    label_smoothing: eps of the smoothed target (1 - eps) * onehot + eps / C; 0 is plain cross-entropy.
 
   Returns:
     A float32 scalar.
   """
-  return _weighted_mean(optax.softmax_cross_entropy_with_integer_labels(_at_least_float32(logits), labels), weights)
+  return mixup_cross_entropy(logits, labels[None], jnp.ones((1,)), weights, label_smoothing)
 
 
 def pseudo_labels(teacher_logits: jax.Array, threshold: float) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -62,7 +72,11 @@ def _per_example(lams: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def mixup_cross_entropy(
-  logits: jax.Array, labels: jax.Array, lams: jax.Array, weights: jax.Array | None = None
+  logits: jax.Array,
+  labels: jax.Array,
+  lams: jax.Array,
+  weights: jax.Array | None = None,
+  label_smoothing: float = 0.0,
 ) -> jax.Array:
   """Cross-entropy with the soft target sum_i lams_i onehot(labels_i), batch mean.
 
@@ -71,13 +85,15 @@ def mixup_cross_entropy(
     labels: int [N, B], the class of each of the N mixed sources.
     lams: [N] or [N, B], the weight of each source (summing to 1 over N).
     weights: optional [B] per-example weights; the sum is still divided by B.
+    label_smoothing: eps; the target becomes (1 - eps) * target + eps / C.
 
   Returns:
     A float32 scalar.
   """
   log_probs = jax.nn.log_softmax(_at_least_float32(logits), axis=-1)
   picked = jnp.take_along_axis(log_probs[None], labels[..., None], axis=-1)[..., 0]  # [N, B]
-  return _weighted_mean(-jnp.sum(_per_example(lams, labels) * picked, axis=0), weights)
+  nll = -jnp.sum(_per_example(lams, labels) * picked, axis=0)
+  return _weighted_mean(_smoothed(nll, log_probs, label_smoothing), weights)
 
 
 def _decoupled_terms(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -114,6 +130,7 @@ def decoupled_mixup_loss(
   threshold: float = 0.5,
   official_pairing: bool = False,
   weights: jax.Array | None = None,
+  label_smoothing: float = 0.0,
 ) -> jax.Array:
   """Decoupled Mixup: mixup cross-entropy plus the decoupled regulariser (docs/method.md#decoupled-mixup).
 
@@ -138,6 +155,8 @@ def decoupled_mixup_loss(
       batch when labels[0, 0] > labels[1, 0]), and the regulariser is skipped when lam_a of row 0 is 0.5.
     weights: optional [B] per-example weights of the whole loss (DMixMatch's pseudo-label mask); the
       sum is still divided by B.
+    label_smoothing: eps of the cross-entropy's smoothed target (mixup_cross_entropy). The regulariser
+      keeps its hard targets (in the official code a smoothed target makes every class a "1" there).
 
   Returns:
     A float32 scalar.
@@ -160,4 +179,5 @@ def decoupled_mixup_loss(
     regulariser_on &= lams[0, 0] != 0.5
   terms, num_mixed = _decoupled_terms(logits, labels)
   regulariser = jnp.where(regulariser_on & (num_mixed >= 2), jnp.sum(etas * terms, axis=0), 0.0)
-  return mixup_cross_entropy(logits, labels, lams, weights) + _weighted_mean(regulariser, weights)
+  mixup_term = mixup_cross_entropy(logits, labels, lams, weights, label_smoothing)
+  return mixup_term + _weighted_mean(regulariser, weights)

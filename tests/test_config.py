@@ -36,6 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("optimizer.warmup_ratio", 0.0, "must be in \\(0, 1"),
     ("model.window", 7, "applies to swin_t, not cifar_resnet18"),
     ("model.drop_path", 0.1, "applies to deit_s, swin_t, convnext_t, convnext_t_cifar, not cifar_resnet18"),
+    ("loss.label_smoothing", 1.0, "config.loss.label_smoothing = 1.0 must lie in"),
     ("num_epochs", 0, "config.num_epochs = 0 must be > 0"),
     ("ema.momentum", 1.5, "must lie in [0, 1]"),
     ("eval.report", "ema/mix", "Valid choices: auto, online/one \\(ema/\\* needs config.ema.track"),
@@ -122,10 +123,12 @@ def test_config_variants():
     assert (mixup_dm.method, mixup_dm.mixup.alpha, mixup_dm.num_epochs) == ("mixup", 0.2, 16)
     assert (mixup_dm.loss.dm.eta, mixup_dm.loss.dm.mode, mixup_dm.loss.dm.lam_power) == (0.01, "more", 0.5)
     assert quickstart.get_config("automix").generator.upsample_mode == "nearest"
-    for variant in ("adautomix", "automix", "cutmix,dm", "mixup,e16"):
+    for variant in ("adautomix", "automix", "cutmix,dm", "mixup,e16", "adautomix,swin,e10", "adautomix,convnext"):
       validate(quickstart.get_config(variant), num_devices=1)
+    swin = quickstart.get_config("adautomix,swin")
+    assert (swin.model.name, swin.model.window, swin.data.image_size) == ("swin_t", 4, 32)
     for bad in ("fast", "e0"):
-      with pytest.raises(ValueError, match="Valid choices: erm, mixup, cutmix, automix, adautomix, dm, e<N>"):
+      with pytest.raises(ValueError, match="Valid choices: erm, mixup, cutmix, automix, adautomix, dm, swin, convnext"):
         quickstart.get_config(bad)
     with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):
       quickstart.get_config("adautomix,dm")

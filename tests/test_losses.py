@@ -126,3 +126,45 @@ def test_gradients_match_finite_differences(mode, power):
 def test_unknown_mode_is_rejected():
   with pytest.raises(ValueError, match="Valid choices: both, less, more"):
     losses.decoupled_mixup_loss(LOGITS, *two_sources(np.zeros(6, int), np.ones(6, int), 0.3), eta=0.1, mode="most")
+
+
+def _smoothed_reference(logits, labels, lams, eps):
+  """-sum_c target_c log p_c with target = (1 - eps) sum_i lams_i onehot(labels_i) + eps / C, in float64."""
+  logits = np.asarray(logits, np.float64)
+  log_probs = logits - np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1, keepdims=True))
+  log_probs -= logits.max(-1, keepdims=True)
+  num_classes = logits.shape[-1]
+  target = np.zeros_like(logits)
+  for i in range(labels.shape[0]):
+    target[np.arange(labels.shape[1]), labels[i]] += np.broadcast_to(lams[i], labels.shape[1:])
+  target = (1 - eps) * target + eps / num_classes
+  return np.mean(-np.sum(target * log_probs, -1))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_label_smoothing_is_cross_entropy_with_the_smoothed_target(eps):
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(6, 10)) * 3
+  labels = rng.integers(0, 10, size=(2, 6))
+  lams = np.stack([np.full(6, 0.7), np.full(6, 0.3)])
+  mixed = losses.mixup_cross_entropy(jnp.asarray(logits, jnp.float32), labels, lams, label_smoothing=eps)
+  plain = losses.cross_entropy(jnp.asarray(logits, jnp.float32), labels[0], label_smoothing=eps)
+  np.testing.assert_allclose(mixed, _smoothed_reference(logits, labels, lams, eps), rtol=1e-5)
+  np.testing.assert_allclose(plain, _smoothed_reference(logits, labels[:1], np.ones((1, 6)), eps), rtol=1e-5)
+  if eps:  # Smoothing moves the loss of a confident, correct prediction up.
+    confident = jnp.asarray(np.eye(10)[labels[0]] * 20, jnp.float32)
+    assert losses.cross_entropy(confident, labels[0], label_smoothing=eps) > 1.0
+    assert losses.cross_entropy(confident, labels[0]) < 1e-6
+
+
+def test_label_smoothing_leaves_the_decoupled_regulariser_unsmoothed():
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(size=(8, 10)), jnp.float32)
+  labels, lams = two_sources(rng.integers(0, 10, 8), rng.integers(0, 10, 8), 0.3)
+  options = dict(eta=0.1, mode="both", lam_power=1.0)
+  smoothed = losses.decoupled_mixup_loss(logits, labels, lams, label_smoothing=0.1, **options)
+  plain = losses.decoupled_mixup_loss(logits, labels, lams, **options)
+  difference = losses.mixup_cross_entropy(logits, labels, lams, label_smoothing=0.1) - losses.mixup_cross_entropy(
+    logits, labels, lams
+  )
+  np.testing.assert_allclose(smoothed - plain, difference, rtol=1e-5, atol=1e-6)

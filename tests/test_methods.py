@@ -29,7 +29,7 @@ def test_each_static_mixup_trains_a_step(tfds_dir, batch, name):
   assert any(jax.tree.leaves(changed))
 
 
-def test_dm_options_select_the_loss(tfds_dir):
+def test_dm_and_label_smoothing_options_select_the_loss(tfds_dir):
   logits = jax.random.normal(jax.random.key(0), (6, 10))
   labels = np.array([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
   lams = np.stack([np.full(6, 0.3), np.full(6, 0.7)])
@@ -39,6 +39,12 @@ def test_dm_options_select_the_loss(tfds_dir):
   dm = methods.METHODS["cutmix"](tiny_config(tfds_dir, **options)).mixed_loss(logits, labels, lams)
   expected = losses.decoupled_mixup_loss(logits, labels, lams, eta=0.1, mode="less", lam_power=0.5)
   assert float(dm) == pytest.approx(float(expected)) and float(dm) > float(plain)
+  smoothing = {"loss.label_smoothing": 0.1}
+  smooth = methods.METHODS["cutmix"](tiny_config(tfds_dir, **smoothing)).mixed_loss(logits, labels, lams)
+  assert float(smooth) == pytest.approx(float(losses.mixup_cross_entropy(logits, labels, lams, label_smoothing=0.1)))
+  erm = methods.METHODS["erm"](tiny_config(tfds_dir, **smoothing))
+  expected = losses.cross_entropy(logits, labels[0], label_smoothing=0.1)
+  assert float(erm.cross_entropy(logits, labels[0])) == pytest.approx(float(expected)) and float(smooth) != float(plain)
 
 
 @pytest.mark.parametrize("name", sorted(mixing.OPERATORS))

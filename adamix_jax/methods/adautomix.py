@@ -18,7 +18,7 @@ and the N running-statistics updates are replayed arithmetically (`replay_batch_
 import jax
 import jax.numpy as jnp
 
-from adamix_jax import generators, losses
+from adamix_jax import generators
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
 from adamix_jax.mixing import mask_spatial_std, mix
 from adamix_jax.models.layers import replay_batch_norm_update
@@ -116,7 +116,7 @@ class AdAutoMix(LearnedMixup):
 
     # Generator side: the frozen teacher's view of the generator's mixed batch against the clean logits.
     mixed_logits_k = generated.mixed_teacher.logits["mix"].astype(jnp.float32)
-    loss_mix_k = losses.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
+    loss_mix_k = self.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
     clean_logits_k = generated.clean_teacher.logits["mix"]
     cosines = cosine_similarity(mixed_logits_k[None], clean_logits_k[plan.mb_perms])  # [N, B]
     similarity = jnp.mean(jnp.sum(plan.mb_lams[:, None] * cosines, axis=0))
@@ -131,11 +131,11 @@ class AdAutoMix(LearnedMixup):
     logits, classifier_stats = classifier_passes(
       nets.classifier, params["classifier"], state.batch_stats["classifier"], *batches, rng=rng
     )
-    loss_one = losses.cross_entropy(logits[0]["one"], labels)
-    loss_mix_q = losses.mixup_cross_entropy(logits[-1]["mix"], bb_labels, plan.bb_lams)
+    loss_one = self.cross_entropy(logits[0]["one"], labels)
+    loss_mix_q = self.mixup_cross_entropy(logits[-1]["mix"], bb_labels, plan.bb_lams)
     metrics = {"loss_vmix": jnp.zeros_like(loss_one)}  # Device-varying like the N >= 3 value (lax.switch).
     if num >= 3:
-      metrics["loss_vmix"] = losses.mixup_cross_entropy(logits[1]["mix"], bb_labels, plan.bb_lams)
+      metrics["loss_vmix"] = self.mixup_cross_entropy(logits[1]["mix"], bb_labels, plan.bb_lams)
       ratio = options.mixup_ratio
       loss_classifier = loss_mix_q + (1 - ratio) * loss_one + ratio * metrics["loss_vmix"]
     else:

@@ -11,7 +11,7 @@ always cooperative, with no cosine term; gradients reach the Mix Block only thro
 import jax
 import jax.numpy as jnp
 
-from adamix_jax import generators, losses
+from adamix_jax import generators
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
 from adamix_jax.mixing import mask_spatial_std
 
@@ -66,14 +66,14 @@ class AutoMix(LearnedMixup):
     images, labels = batch["images"], batch["labels"]
     generated = self.generate(nets, params, state, images, plan, rng)
     mixed_logits_k = generated.mixed_teacher.logits["mix"]
-    loss_mix_k = losses.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
+    loss_mix_k = self.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
     loss_mask = options.mask_loss * generators.mask_loss(generated.masks_mb, plan.mb_lams[0], options.mask_margin)
 
     (clean, mixed), classifier_stats = classifier_passes(
       nets.classifier, params["classifier"], state.batch_stats["classifier"], images, generated.mixed_bb, rng=rng
     )
-    loss_one = losses.cross_entropy(clean["one"], labels)
-    loss_mix_q = losses.mixup_cross_entropy(mixed["mix"], labels[plan.bb_perms], plan.bb_lams)
+    loss_one = self.cross_entropy(clean["one"], labels)
+    loss_mix_q = self.mixup_cross_entropy(mixed["mix"], labels[plan.bb_perms], plan.bb_lams)
     loss = loss_one + loss_mix_q + loss_mix_k + loss_mask
     metrics = {
       "loss": loss,

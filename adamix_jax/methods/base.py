@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 
+from adamix_jax import losses
 from adamix_jax.models import Classifier, ClassifierOutput
 
 
@@ -75,6 +76,14 @@ class Method(abc.ABC):
     """
     del nets, state, images, labels, rng
     return None
+
+  def cross_entropy(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """losses.cross_entropy of logits [B, C] and int labels [B], with config.loss.label_smoothing."""
+    return losses.cross_entropy(logits, labels, label_smoothing=self.config.loss.label_smoothing)
+
+  def mixup_cross_entropy(self, logits: jax.Array, labels: jax.Array, lams: jax.Array) -> jax.Array:
+    """losses.mixup_cross_entropy (labels int [N, B], lams [N] or [N, B]) with config.loss.label_smoothing."""
+    return losses.mixup_cross_entropy(logits, labels, lams, label_smoothing=self.config.loss.label_smoothing)
 
   @abc.abstractmethod
   def loss(

@@ -2,7 +2,6 @@
 
 import jax.numpy as jnp
 
-from adamix_jax import losses
 from adamix_jax.methods.base import Method, train_pass
 
 
@@ -17,6 +16,6 @@ class ERM(Method):
       nets.classifier, params["classifier"], state.batch_stats["classifier"], batch["images"], rng=rng
     )
     logits = output.logits["one"]
-    loss = losses.cross_entropy(logits, batch["labels"])
+    loss = self.cross_entropy(logits, batch["labels"])
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["labels"])
     return loss, ({"classifier": stats}, {"loss": loss, "accuracy": accuracy})

@@ -31,9 +31,9 @@ class StaticMixup(Method):
     if dm.eta > 0:
       return losses.decoupled_mixup_loss(
         logits, labels, lams, eta=dm.eta, mode=dm.mode, lam_power=dm.lam_power, threshold=dm.threshold,
-        official_pairing=dm.official_pairing,
+        official_pairing=dm.official_pairing, label_smoothing=self.config.loss.label_smoothing,
       )  # fmt: skip
-    return losses.mixup_cross_entropy(logits, labels, lams)
+    return self.mixup_cross_entropy(logits, labels, lams)
 
   def preview(self, nets, state, images, labels, rng):
     if self.name not in mixing.OPERATORS:  # ManifoldMix mixes hidden features: nothing to look at.

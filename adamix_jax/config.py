@@ -34,6 +34,7 @@ def randaugment_config(num_ops: int) -> ml_collections.ConfigDict:
   options.num_ops = num_ops  # Operations drawn per image; 0: off.
   options.level = 30.0  # Magnitude level out of max_level (max_level: each range's far end).
   options.max_level = 30.0
+  options.level_std = 0.0  # > 0: each operation's level ~ normal(level, level_std), clipped to [0, max_level].
   options.prob = 0.5  # Probability that each drawn operation is applied.
   options.negate_prob = 0.5  # Probability that a directed operation is negated.
   options.operations = tuple(rand_augment.FIXMATCH_OPERATIONS)  # The 14 FixMatch operations.

@@ -42,7 +42,8 @@ def _validate_view_options(config: ml_collections.ConfigDict, prefix: str) -> No
   """The RandAugment and Cutout options under config.<prefix> (data, or semisup.strong)."""
   options = _get(config, f"{prefix}.randaugment")
   ra, cut = f"{prefix}.randaugment", f"{prefix}.cutout"
-  _positive(config, f"{ra}.num_ops", f"{ra}.level", f"{cut}.size", f"{prefix}.crop_padding", allow_zero=True)
+  _positive(config, f"{ra}.num_ops", f"{ra}.level", f"{ra}.level_std", f"{cut}.size", allow_zero=True)
+  _positive(config, f"{prefix}.crop_padding", allow_zero=True)
   _positive(config, f"{ra}.max_level")
   if options.level > options.max_level:
     raise ConfigError(f"config.{ra}.level = {options.level} exceeds max_level = {options.max_level}.")

@@ -118,7 +118,7 @@ def test_rand_augment_draws_every_operation_with_its_full_magnitude():
   candidates = {}
   for name in ra.FIXMATCH_OPERATIONS:
     for negate in (False, True):
-      value = ra._operation_value(name, tf.constant(negate), policy)
+      value = ra._operation_value(name, tf.constant(negate), policy.level, policy)
       candidates.setdefault(ra.apply(name, image, value, policy.fill).numpy().tobytes(), name)
   seen = set()
   for seed in range(120):
@@ -166,3 +166,18 @@ def test_training_pipeline_applies_rand_augment_and_cutout_deterministically(tfd
 def test_bad_augmentation_options_are_rejected(tfds_dir, key, value, message):
   with pytest.raises(ConfigError, match=message):
     validate(tiny_config(tfds_dir, **{key: value}), 1)
+
+
+def test_level_std_draws_each_operations_level_around_the_level_within_its_range():
+  """timm's / OpenMixup's magnitude_std: Rotate at level 7 of 10, one operation always applied."""
+  image = tf.constant(IMAGES["photo"])
+
+  def outputs(level_std):
+    policy = ra.Policy(num_ops=1, level=7.0, max_level=10.0, prob=1.0, negate_prob=0.0, operations=("Rotate",),
+                       level_std=level_std)  # fmt: skip
+    return {ra.rand_augment(image, tf.constant([3, seed]), policy).numpy().tobytes() for seed in range(24)}
+
+  assert len(outputs(0.0)) == 1
+  assert len(outputs(0.5)) > 12  # A different angle almost every time.
+  ends = {ra.apply("Rotate", image, degrees, (128, 128, 128)).numpy().tobytes() for degrees in (0.0, 30.0)}
+  assert outputs(1e6) <= ends  # Clipped to [0, max_level]: 0 or 30 degrees.

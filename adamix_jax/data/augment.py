@@ -101,7 +101,7 @@ def train_image(image: tf.Tensor, seed: tf.Tensor, data_config, size: int, encod
   if options.num_ops:
     policy = rand_augment.Policy(
       options.num_ops, options.level, options.max_level, options.prob, options.negate_prob,
-      tuple(options.operations), tuple(options.fill),
+      tuple(options.operations), tuple(options.fill), options.level_std,
     )  # fmt: skip
     image = rand_augment.rand_augment(image, tf.random.experimental.stateless_fold_in(seed, 1), policy)
   if data_config.cutout.size:

@@ -12,7 +12,9 @@ truncating blend, so that `tests/test_rand_augment.py` can hold each to PIL on r
 A `Policy` says which operations RandAugment draws from and how a magnitude level maps to each one's
 argument: per image, `num_ops` operations are drawn uniformly with replacement, each is applied with
 probability `prob`, at magnitude value `low + (high - low) * level / max_level`, negated with probability
-`negate_prob` for the operations that have a direction. Every draw comes from a stateless seed.
+`negate_prob` for the operations that have a direction. With `level_std` > 0 each drawn operation's level
+is itself drawn, from a normal around `level` clipped to [0, max_level] (timm's and OpenMixup's
+`magnitude_std`, e.g. "rand-m7-mstd0.5"). Every draw comes from a stateless seed.
 """
 
 import dataclasses
@@ -52,6 +54,7 @@ class Policy:
     negate_prob: probability that a directed operation (and an enhance factor's offset) is negated.
     operations: names of FIXMATCH_OPERATIONS to draw from.
     fill: the colour of pixels that a geometric operation brings in from outside the image.
+    level_std: standard deviation of each operation's level around `level` (0: every operation at `level`).
   """
 
   num_ops: int = 3
@@ -61,6 +64,7 @@ class Policy:
   negate_prob: float = 0.5
   operations: tuple[str, ...] = tuple(FIXMATCH_OPERATIONS)
   fill: tuple[int, ...] = (128, 128, 128)
+  level_std: float = 0.0
 
 
 def _float(image: tf.Tensor) -> tf.Tensor:
@@ -229,10 +233,10 @@ def apply(name: str, image: tf.Tensor, value, fill=(128, 128, 128)) -> tf.Tensor
   return {**pointwise, "Posterize": posterize, "Solarize": solarize}[name](image, value)
 
 
-def _operation_value(name: str, negate: tf.Tensor, policy: Policy):
-  """The argument of operation `name` at the policy's level, negated (for directed operations) if `negate`."""
+def _operation_value(name: str, negate: tf.Tensor, level, policy: Policy):
+  """The argument of operation `name` at `level`, negated (for directed operations) if `negate`."""
   low, high, kind = FIXMATCH_OPERATIONS[name]
-  value = low + (high - low) * policy.level / policy.max_level
+  value = low + (high - low) * level / policy.max_level
   if kind in ("factor", "signed"):
     value = tf.where(negate, -value, value)
   return 1.0 + value if kind == "factor" else value
@@ -244,8 +248,13 @@ def _random_operation(image: tf.Tensor, seed: tf.Tensor, policy: Policy) -> tf.T
   names = list(policy.operations)
   index = tf.random.stateless_uniform([], choice_seed, 0, len(names), dtype=tf.int32)
   negate = tf.random.stateless_uniform([], sign_seed) < policy.negate_prob
+  level = policy.level
+  if policy.level_std:
+    level_seed = tf.random.experimental.stateless_fold_in(seed, 3)
+    drawn = policy.level + policy.level_std * tf.random.stateless_normal([], level_seed)
+    level = tf.clip_by_value(drawn, 0.0, policy.max_level)
   branches = [
-    lambda name=name: apply(name, image, _operation_value(name, negate, policy), policy.fill) for name in names
+    lambda name=name: apply(name, image, _operation_value(name, negate, level, policy), policy.fill) for name in names
   ]
   augmented = tf.switch_case(index, branches)
   return tf.where(tf.random.stateless_uniform([], apply_seed) < policy.prob, augmented, image)

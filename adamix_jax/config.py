@@ -112,6 +112,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.mixup = ml_collections.ConfigDict()  # The static mixups (adamix_jax.mixing).
   config.mixup.alpha = 1.0  # lambda ~ Beta(alpha, alpha).
+  config.mixup.cutmix_alpha = 1.0  # deit, transmix: alpha of the CutMix branch (mixup.alpha is MixUp's).
+  config.mixup.cutmix_prob = 0.5  # deit, transmix: probability that a batch takes the CutMix branch.
+  config.mixup.transmix_ratio = 0.5  # transmix: weight of CutMix's area lambda against the attention lambda.
   config.mixup.resizemix_scope = (0.1, 0.8)  # ResizeMix: range of the pasted image's side ratio.
   config.mixup.fmix_decay_power = 3.0  # FMix: spectrum decay.
   config.mixup.manifoldmix_stages = (0, 1, 2)  # ManifoldMix: inputs of stages 1-3 it may mix (0: after the stem).

@@ -141,6 +141,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
   _choice(config.model.name, models.BACKBONES, "model.name")
   _choice(config.model.init, models.INITS, "model.init")
   _choice(config.model.dtype, models.DTYPES, "model.dtype")
+  backbones = methods.METHODS[config.method].backbones
+  if backbones is not None and config.model.name not in backbones:
+    raise ConfigError(
+      f"config.method = {config.method!r} runs on {', '.join(backbones)} (it reads the class token's attention), "
+      f"not config.model.name = {config.model.name!r}."
+    )
   if config.model.pretrained and not os.path.isfile(config.model.pretrained):
     raise ConfigError(
       f"config.model.pretrained = {config.model.pretrained!r} is not a file. Give the .npz of torchvision "
@@ -205,7 +211,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         f"config.{key} = {_get(config, key)} is not divisible by the {num_devices} devices of the mesh. "
         f"Use a multiple of {num_devices}, or set config.num_devices."
       )
-  _positive(config, "mixup.alpha", "mixup.fmix_decay_power")
+  _positive(config, "mixup.alpha", "mixup.fmix_decay_power", "mixup.cutmix_alpha")
+  for key in ("mixup.cutmix_prob", "mixup.transmix_ratio"):
+    if not 0.0 <= _get(config, key) <= 1.0:
+      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
   _positive(config, "loss.dm.eta", "loss.dm.lam_power", allow_zero=True)
   _choice(config.loss.dm.mode, losses.DM_MODES, "loss.dm.mode")
   low, high = config.mixup.resizemix_scope

@@ -8,7 +8,9 @@ from conftest import tiny_config, tiny_run
 from adamix_jax import data, gallery, losses, methods, mixing, sharding
 from adamix_jax.images import denormalize, normalize
 
-STATIC = sorted(name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup))
+STATIC = sorted(
+  name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and cls.backbones is None
+)
 
 
 @pytest.fixture(scope="module")

@@ -211,3 +211,111 @@ def test_drop_path_is_on_in_every_training_pass_of_a_step(tfds_dir, method):
 
   dropped, kept = first_loss(0.5), first_loss(0.0)
   assert np.isfinite(dropped) and dropped != kept
+
+
+TINY_BACKBONES = {
+  "deit_s": {"model.width": 12, "generator.feature_stage": 5},
+  "swin_t": {"model.width": 6, "model.window": 4},
+  "convnext_t": {"model.width": 8},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY_BACKBONES))
+def test_a_tiny_variant_of_each_backbone_trains_adautomix_on_8_devices_and_compiles_once(tfds_dir, name):
+  from conftest import tiny_run
+
+  from adamix_jax import data, sharding
+
+  overrides = {
+    "method": "adautomix", "model.name": name, "model.drop_path": 0.1, "data.augment": "random_resized_crop",
+    "data.image_size": 32, "num_devices": 8, "batch_size": 16, "generator.lam_concat": True,
+    "generator.upsample_mode": "nearest", "adautomix.random_num": True, **TINY_BACKBONES[name],
+  }  # fmt: skip
+  config = tiny_config(tfds_dir, **overrides)
+  validate(config, num_devices=8)
+  mesh, _, state, train_step = tiny_run(config)
+  before = jax.device_get(state.params)
+  for batch in itertools.islice(data.InputPipeline(config, data.data_info(config)).train_batches(0), 3):
+    state, metrics = train_step(state, sharding.shard_batch(mesh, batch))
+    assert np.isfinite(float(metrics["loss"]))
+  assert train_step._cache_size() == 1
+  for group in ("classifier", "generator"):
+    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before[group], jax.device_get(state.params[group]))
+    assert all(jax.tree.leaves(changed)), group
+
+
+def test_the_deit_recipe_draws_cutmix_or_mixup_per_batch(tfds_dir):
+  from adamix_jax import methods
+
+  config = tiny_config(tfds_dir, method="deit", **{"mixup.cutmix_prob": 0.7})
+  method = methods.METHODS["deit"](config)
+  images, labels = jax.random.normal(jax.random.key(0), (4, 16, 16, 3)), jnp.arange(4)
+  boxes = 0
+  for seed in range(60):
+    mixed = method.mix(images, labels, jax.random.key(seed))
+    masks = np.asarray(mixed.masks)
+    if set(np.unique(masks)) <= {0.0, 1.0} and 0 < masks.mean() < 1:  # CutMix: a box, lambda its area.
+      boxes += 1
+      np.testing.assert_allclose(mixed.lams[0], masks.mean(axis=(1, 2, 3)), atol=1e-6)
+    else:  # MixUp: one lambda everywhere.
+      assert np.ptp(masks) < 1e-6
+  assert 30 <= boxes <= 54  # 42 expected of 60.
+
+
+def test_transmix_lambda_is_half_area_half_attention_on_the_own_patches():
+  from adamix_jax.methods.static_mixup import transmix_lambda
+
+  rng = np.random.default_rng(0)
+  own = np.ones((2, 8, 8), np.float32)
+  own[:, 2:6, 0:4] = 0  # A pasted 4x4 box: area share 0.75.
+  attention = rng.random((2, 4, 4)).astype(np.float32)
+  attention /= attention.sum(axis=(1, 2), keepdims=True) * 1.1  # The class token's self-attention takes the rest.
+  patch_own = own[:, ::2, ::2]  # PyTorch's nearest downsampling: each patch's top-left pixel.
+  on_own, on_pasted = (attention * patch_own).sum((1, 2)), (attention * (1 - patch_own)).sum((1, 2))
+  expected = 0.5 * 0.75 + 0.5 * on_own / (on_own + on_pasted)
+  lam = transmix_lambda(jnp.asarray(own), jnp.full((2,), 0.75), jnp.asarray(attention), 0.5)
+  np.testing.assert_allclose(lam, expected, rtol=1e-6)
+  all_on_pasted = jnp.asarray(attention * (1 - patch_own))
+  np.testing.assert_allclose(transmix_lambda(jnp.asarray(own), jnp.full((2,), 0.75), all_on_pasted, 0.5), 0.375)
+
+
+def test_transmix_reweights_cutmix_by_the_sown_class_attention_and_trains(tfds_dir):
+  from conftest import tiny_run
+
+  from adamix_jax import data, methods, sharding
+  from adamix_jax.methods.static_mixup import transmix_lambda
+
+  overrides = {
+    "method": "transmix", "model.name": "deit_s", "model.width": 12, "data.augment": "random_resized_crop",
+    "data.image_size": 32, "batch_size": 8, "mixup.cutmix_prob": 1.0,
+  }  # fmt: skip
+  config = tiny_config(tfds_dir, **overrides)
+  validate(config, num_devices=1)
+  mesh, experiment, state, train_step = tiny_run(config)
+  batch = next(iter(data.InputPipeline(config, data.data_info(config)).train_batches(0)))
+  images = jnp.asarray(batch["images"], jnp.float32) / 255
+  variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
+  method = methods.METHODS["transmix"](config)
+  key = jax.random.key(3)
+  _, labels, lams, _ = method.forward(
+    experiment.nets, variables, {"images": images, "labels": batch["labels"]}, key, None
+  )
+  mixed = method.mix(images, batch["labels"], key)
+  _, sown = experiment.nets.classifier.apply(variables, mixed.images, train=True, mutable=["intermediates"])
+  attention = sown["intermediates"]["backbone"]["cls_attention"][0]
+  assert attention.shape == (8, 2, 2)
+  assert np.all(attention > 0) and np.all(attention.sum(axis=(1, 2)) < 1)  # The class token keeps the rest.
+  expected = transmix_lambda(mixed.masks[..., 0], mixed.lams[0], attention, 0.5)
+  np.testing.assert_allclose(lams[0], expected, rtol=1e-5)
+  np.testing.assert_allclose(lams[0] + lams[1], 1, rtol=1e-6)
+  assert not np.allclose(lams[0], mixed.lams[0])  # The attention moved lambda off the area share.
+  np.testing.assert_array_equal(labels, mixed.labels)
+  _, metrics = train_step(state, sharding.shard_batch(mesh, batch))
+  assert np.isfinite(float(metrics["loss"]))
+
+
+def test_transmix_on_a_backbone_without_a_class_token_is_a_config_error(tfds_dir):
+  config = tiny_config(tfds_dir, method="transmix", **{"model.name": "swin_t", "model.width": 6})
+  with pytest.raises(ConfigError, match="'transmix' runs on deit_s .* not config.model.name = 'swin_t'"):
+    validate(config, num_devices=1)

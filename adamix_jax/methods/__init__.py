@@ -6,16 +6,42 @@ from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
 from adamix_jax.methods.semisup import DMixMatch, FixMatch
-from adamix_jax.methods.static_mixup import CutMix, FMix, ManifoldMix, MixUp, ResizeMix, SaliencyMix, StaticMixup
+from adamix_jax.methods.static_mixup import (
+  CutMix,
+  DeiTMixup,
+  FMix,
+  ManifoldMix,
+  MixUp,
+  ResizeMix,
+  SaliencyMix,
+  StaticMixup,
+  TransMix,
+)
 
 METHODS: dict[str, type[Method]] = {
   method.name: method
-  for method in (ERM, MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix, AutoMix, AdAutoMix, FixMatch, DMixMatch)
+  for method in (
+    ERM,
+    MixUp,
+    CutMix,
+    FMix,
+    ResizeMix,
+    SaliencyMix,
+    ManifoldMix,
+    DeiTMixup,
+    TransMix,
+    AutoMix,
+    AdAutoMix,
+    FixMatch,
+    DMixMatch,
+  )  # fmt: skip
 }
 
 __all__ = [
   "METHODS",
   "ERM",
+  "DeiTMixup",
+  "TransMix",
   "AdAutoMix",
   "AutoMix",
   "DMixMatch",

@@ -35,6 +35,7 @@ class Method(abc.ABC):
       statistics); methods without one keep an EMA network only with `config.ema.track`.
     semi_supervised: the method learns from a labeled subset and an unlabeled stream (weak and strong views).
     accepts_dm: the method's mixup loss can be Decoupled Mixup (`config.loss.dm.eta > 0`).
+    backbones: the `config.model.name`s the method can run on (None: any).
     config: the run's configuration (methods read their options from it).
     total_steps: the run's training iterations (0 where not known).
   """
@@ -45,6 +46,7 @@ class Method(abc.ABC):
   has_teacher: ClassVar[bool] = False
   semi_supervised: ClassVar[bool] = False
   accepts_dm: ClassVar[bool] = False
+  backbones: ClassVar[tuple[str, ...] | None] = None
 
   def __init__(self, config, total_steps: int = 0):
     """`total_steps`: the run's training iterations, for schedules a loss keeps (0: not known, e.g. previews)."""

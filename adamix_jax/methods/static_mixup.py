@@ -1,9 +1,12 @@
-"""Static mixups (MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix), each with or without DM.
+"""Static mixups (MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix, the DeiT recipe, TransMix),
+each with or without DM.
 
 Each step draws a plan on every device (`mixing.sample_plan`), mixes the device's shard, and trains
 `head_one` with the mixup cross-entropy, or with the Decoupled Mixup loss when `config.loss.dm.eta > 0`
 (docs/method.md#decoupled-mixup). ManifoldMix mixes the hidden features at a stage drawn from
-`config.mixup.manifoldmix_stages` instead of the images.
+`config.mixup.manifoldmix_stages` instead of the images. The DeiT recipe mixes each batch with CutMix or
+MixUp, drawn per batch; TransMix does the same and re-weights CutMix's lambda by the attention the class
+token pays to the pasted patches.
 """
 
 import functools
@@ -35,25 +38,27 @@ class StaticMixup(Method):
       )  # fmt: skip
     return self.mixup_cross_entropy(logits, labels, lams)
 
-  def preview(self, nets, state, images, labels, rng):
-    if self.name not in mixing.OPERATORS:  # ManifoldMix mixes hidden features: nothing to look at.
-      return None
-    plan = mixing.sample_plan(jax.random.split(rng)[0], labels.shape[0], self.config.mixup.alpha)
+  def mix(self, images: jax.Array, labels: jax.Array, key: jax.Array) -> mixing.MixResult:
+    """The mixed batch of images [B, H, W, C] and labels [B], drawn from `key`."""
+    plan = mixing.sample_plan(key, labels.shape[0], self.config.mixup.alpha)
     return self.operator()(images, labels, plan)
 
-  def forward(self, nets, variables, batch, plan, rng):
-    """(logits of head_one [B, C], labels [2, B], lams [2, B], updated batch_stats) of the mixed batch."""
-    mixed = self.operator()(batch["images"], batch["labels"], plan)
+  def preview(self, nets, state, images, labels, rng):
+    return self.mix(images, labels, jax.random.split(rng)[0])
+
+  def forward(self, nets, variables, batch, mix_key, rng):
+    """(logits of head_one [B, C], labels [2, B], lams [2, B], updated batch_stats) of the batch mixed from
+    `mix_key`; `rng` gives the pass its drop-path key."""
+    mixed = self.mix(batch["images"], batch["labels"], mix_key)
     output, updates = nets.classifier.apply(
       variables, mixed.images, train=True, mutable=["batch_stats"], rngs=drop_path_rngs(rng)
     )
     return output.logits["one"], mixed.labels, mixed.lams, updates.get("batch_stats", {})
 
   def loss(self, nets, params, state, batch, rng):
-    plan_key, other_key = jax.random.split(rng)
-    plan = mixing.sample_plan(plan_key, batch["labels"].shape[0], self.config.mixup.alpha)
+    mix_key, other_key = jax.random.split(rng)
     variables = {"params": params["classifier"], "batch_stats": state.batch_stats["classifier"]}
-    logits, labels, lams, batch_stats = self.forward(nets, variables, batch, plan, other_key)
+    logits, labels, lams, batch_stats = self.forward(nets, variables, batch, mix_key, other_key)
     loss = self.mixed_loss(logits, labels, lams)
     predicted = jnp.argmax(logits, -1)
     accuracy = jnp.mean(lams[0] * (predicted == labels[0]) + lams[1] * (predicted == labels[1]))
@@ -91,7 +96,11 @@ class ManifoldMix(StaticMixup):
 
   name = "manifoldmix"
 
-  def forward(self, nets, variables, batch, plan, rng):
+  def preview(self, nets, state, images, labels, rng):
+    return None  # It mixes hidden features: nothing to look at.
+
+  def forward(self, nets, variables, batch, mix_key, rng):
+    plan = mixing.sample_plan(mix_key, batch["labels"].shape[0], self.config.mixup.alpha)
     stages = jnp.asarray(self.config.mixup.manifoldmix_stages)
     stage = stages[jax.random.randint(rng, (), 0, len(stages))]
 
@@ -104,3 +113,63 @@ class ManifoldMix(StaticMixup):
     lam = jnp.full(batch["labels"].shape, plan.lam)
     labels = jnp.stack([batch["labels"], batch["labels"][plan.permutation]])
     return output.logits["one"], labels, jnp.stack([lam, 1 - lam]), updates.get("batch_stats", {})
+
+
+class DeiTMixup(StaticMixup):
+  """The DeiT recipe: each batch is mixed by CutMix (alpha `mixup.cutmix_alpha`) with probability
+  `mixup.cutmix_prob`, else by MixUp (alpha `mixup.alpha`) — OpenMixup's `mix_mode=['cutmix', 'mixup']`."""
+
+  name = "deit"
+
+  def branches(self, images, labels, key) -> tuple[jax.Array, mixing.MixResult]:
+    """(whether CutMix was drawn, the mixed batch)."""
+    options = self.config.mixup
+    choice_key, cut_key, mix_key = jax.random.split(key, 3)
+    use_cutmix = jax.random.bernoulli(choice_key, options.cutmix_prob)
+    cut_plan = mixing.sample_plan(cut_key, labels.shape[0], options.cutmix_alpha)
+    mix_plan = mixing.sample_plan(mix_key, labels.shape[0], options.alpha)
+    mixed = jax.lax.cond(
+      use_cutmix, lambda: mixing.cutmix(images, labels, cut_plan), lambda: mixing.mixup(images, labels, mix_plan)
+    )
+    return use_cutmix, mixed
+
+  def mix(self, images, labels, key):
+    return self.branches(images, labels, key)[1]
+
+
+class TransMix(DeiTMixup):
+  """TransMix (Chen et al., CVPR 2022, as OpenMixup runs it): the DeiT recipe whose CutMix lambda becomes
+  ratio * area + (1 - ratio) * attention, where `attention` is the share of the class token's attention
+  (last block, averaged over heads, without gradient) on the image's own patches rather than the pasted
+  ones, and ratio = `mixup.transmix_ratio`. Needs a backbone with a class token (deit_s)."""
+
+  name = "transmix"
+  backbones = ("deit_s",)
+
+  def forward(self, nets, variables, batch, mix_key, rng):
+    use_cutmix, mixed = self.branches(batch["images"], batch["labels"], mix_key)
+    output, updates = nets.classifier.apply(
+      variables, mixed.images, train=True, mutable=["batch_stats", "intermediates"], rngs=drop_path_rngs(rng)
+    )
+    attention = jax.lax.stop_gradient(updates["intermediates"]["backbone"]["cls_attention"][0])  # [B, h, w]
+    lam = transmix_lambda(mixed.masks[..., 0], mixed.lams[0], attention, self.config.mixup.transmix_ratio)
+    lams = jnp.where(use_cutmix, jnp.stack([lam, 1 - lam]), mixed.lams)
+    return output.logits["one"], mixed.labels, lams, updates.get("batch_stats", {})
+
+
+def transmix_lambda(own: jax.Array, area_lam: jax.Array, attention: jax.Array, ratio: float) -> jax.Array:
+  """TransMix's lambda of the unshuffled image [B].
+
+  Args:
+    own: [B, H, W], 1 where a pixel is the unshuffled image's own, 0 where pasted.
+    area_lam: [B], its area share.
+    attention: [B, h, w], the class token's attention on each patch (H, W multiples of h, w); a patch
+      counts as pasted or own by its top-left pixel (PyTorch's nearest downsampling).
+    ratio: weight of the area share.
+  """
+  step_h, step_w = own.shape[1] // attention.shape[1], own.shape[2] // attention.shape[2]
+  patch_own = own[:, ::step_h, ::step_w].astype(jnp.float32)
+  attention = attention.astype(jnp.float32)
+  on_own = jnp.sum(patch_own * attention, axis=(1, 2))
+  on_pasted = jnp.sum((1 - patch_own) * attention, axis=(1, 2))
+  return ratio * area_lam + (1 - ratio) * on_own / (on_own + on_pasted)

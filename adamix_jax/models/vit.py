@@ -6,7 +6,9 @@ ratio 4, LayerNorm epsilon 1e-6; with a 1,000-class head it has timm's 22,050,66
 What the classifier and the generator read (`stages`): the patch tokens after each block as a map
 [B, h, w, dim] (the class token left out), then the final-normed class token as [B, 1, 1, dim], which the
 head reads (its global average over one position is the token itself). The official AdAutoMix DeiT-S
-config taps the tokens after block 6: `config.generator.feature_stage = 5`.
+config taps the tokens after block 6: `config.generator.feature_stage = 5`. With the "intermediates"
+collection mutable, the last block's attention from the class token to the patches, averaged over the
+heads, is sown as `cls_attention` [B, h, w] (TransMix).
 """
 
 from typing import Any
@@ -94,7 +96,13 @@ class VisionTransformer(nn.Module):
     stages = []
     rates = drop_path_rates(self.drop_path, (self.depth,))[0]
     for index in range(self.depth):
-      x = EncoderBlock(self.num_heads, rates[index], self.dtype, name=f"block{index + 1}")(x, train=train)
+      block = EncoderBlock(self.num_heads, rates[index], self.dtype, name=f"block{index + 1}")
+      if index < self.depth - 1:
+        x = block(x, train=train)
+      else:  # TransMix reads the last block's attention from the class token to the patches.
+        x, attention = block(x, train=train, return_attention=True)
+        cls_attention = jnp.mean(attention[:, :, 0, 1:].astype(jnp.float32), axis=1)
+        self.sow("intermediates", "cls_attention", cls_attention.reshape(batch, rows, cols))
       stages.append(x[:, 1:].reshape(batch, rows, cols, self.width))
     cls_out = layer_norm(1e-6, dtype=self.dtype, name="norm")(x[:, 0])
     return (*stages, cls_out.reshape(batch, 1, 1, self.width))

@@ -2,20 +2,27 @@
 
     python -m adamix_jax.benchmark --preset cpu --out runs/bench_cpu
     python -m adamix_jax.benchmark --preset accelerator --out runs/bench_gpu [--dtype bfloat16]
+    python -m adamix_jax.benchmark --preset accelerator --model swin_t --methods deit,adautomix_n3 --out runs/bench_swin
 
-For each method (ERM, MixUp, MixUp+DM, CutMix, AutoMix, AdAutoMix N=2 and N=3) it builds the real jitted
-step of `adamix_jax.step`, compiles it once (timed) and runs warm-up steps; then the methods are timed in
-turn, a few steps each per round over several rounds (so a slow moment of the machine hits all of them),
-each step to completion: median, spread (10th-90th percentile), images/s, and the ratio to ERM's median.
-Memory is XLA's estimate for the compiled step (arguments + outputs - donated + temporaries) and, where
-the backend reports it, the device's peak (cumulative over the process: the largest method dominates).
+For each method (ERM, MixUp, MixUp+DM, CutMix, the DeiT recipe, AutoMix, AdAutoMix N=2 and N=3) it builds
+the real jitted step of `adamix_jax.step`, compiles it once (timed) and runs warm-up steps; then the
+methods are timed in turn, a few steps each per round over several rounds (so a slow moment of the machine
+hits all of them), each step to completion: median, spread (10th-90th percentile), images/s, and the ratio
+to ERM's median and to the DeiT recipe's (the transformers' baseline). XLA's FLOP count of the compiled
+step (per device) is given next to its time. Memory is XLA's estimate for the compiled step (arguments +
+outputs - donated + temporaries) and, where the backend reports it, the device's peak (cumulative over the
+process: the largest method dominates).
 Then the input pipeline alone (images/s of the real tf.data pipeline) and the fraction of the training
 loop spent waiting for data: the loop of `train.py` (dispatch step t + 1 before reading step t's metrics)
 over real batches from an epoch's start, timing the wait for each batch.
 
+`--model` picks the backbone (MODELS): the CIFAR ResNet-18 (default), DeiT-S or Swin-T at 224x224, or
+ConvNeXt-T with its 32x32 stem, with the generator settings of configs/cifar100_vit.py. The presets that
+narrow the ResNet (cpu, tiny) use a narrow transformer too (`narrow_width`).
+
 Output: OUT/benchmark.json and OUT/benchmark.md (the table), also printed. Inputs are the embedded
-Fashion-MNIST subset through the real pipeline, RandomResizedCrop to 32x32 (CIFAR's size), so nothing is
-downloaded.
+Fashion-MNIST subset through the real pipeline, RandomResizedCrop to the model's input size (32x32,
+CIFAR's, or 224x224), so nothing is downloaded.
 """
 
 import argparse
@@ -55,28 +62,51 @@ PRESETS = {
   "tiny": Preset(4, (16,), warmup_steps=1, rounds=2, steps_per_round=1, loop_steps=3, pipeline_batches=3),
 }
 
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A benchmarked backbone: its input side, the width the narrow presets use, its config overrides."""
+
+  image_size: int
+  narrow_width: int
+  overrides: dict
+
+
+_TRANSFORMER = {"optimizer.name": "adamw", "generator.lam_concat": True, "generator.upsample_mode": "nearest"}
+MODELS = {
+  "cifar_resnet18": Model(32, 0, {}),
+  "deit_s": Model(224, 48, {**_TRANSFORMER, "generator.feature_stage": 5, "model.drop_path": 0.1}),
+  "swin_t": Model(224, 24, {**_TRANSFORMER, "model.drop_path": 0.2}),
+  "convnext_t": Model(32, 24, {**_TRANSFORMER, "model.name": "convnext_t_cifar", "model.drop_path": 0.3}),
+}
+
 # name -> config overrides on top of the base.
 METHODS = {
   "erm": {"method": "erm"},
   "mixup": {"method": "mixup"},
   "mixup+dm": {"method": "mixup", "loss.dm.eta": 0.1},
   "cutmix": {"method": "cutmix"},
+  "deit": {"method": "deit", "mixup.alpha": 0.8},
   "automix": {"method": "automix"},
   "adautomix_n2": {"method": "adautomix", "adautomix.num_mix": 2},
   "adautomix_n3": {"method": "adautomix", "adautomix.num_mix": 3},
 }
 
 
-def benchmark_config(preset: Preset, batch_size: int, dtype: str, data_dir: str, overrides: dict):
-  """The benchmarked run: CIFAR ResNet-18 on the embedded dataset at 32x32, one method's settings."""
+def benchmark_config(
+  preset: Preset, batch_size: int, dtype: str, data_dir: str, overrides: dict, model: str = "cifar_resnet18"
+):
+  """The benchmarked run: backbone `model` (MODELS) on the embedded dataset, one method's settings."""
+  spec = MODELS[model]
   config = config_lib.base_config()
   config.data.name = "fashion_mnist_subset"
   config.data.data_dir = data_dir
-  config_lib.random_resized_crop_recipe(config, image_size=32)
-  config.model.name, config.model.width, config.model.dtype = "cifar_resnet18", preset.width, dtype
+  config_lib.random_resized_crop_recipe(config, image_size=spec.image_size)
+  width = preset.width and (spec.narrow_width or preset.width)
+  config.model.name, config.model.width, config.model.dtype = model, width, dtype
   config.batch_size = config.eval_batch_size = batch_size  # (The benchmark does not evaluate.)
   config.num_epochs = 10
-  for key, value in overrides.items():
+  for key, value in {**spec.overrides, **overrides}.items():
     config_lib.set_path(config, key, value)
   return config
 
@@ -88,6 +118,15 @@ def _percentiles(times: list[float]) -> dict[str, float]:
     "p10_ms": float(np.percentile(ms, 10)),
     "p90_ms": float(np.percentile(ms, 90)),
   }
+
+
+def _gflops(compiled) -> float | None:
+  """XLA's FLOP count of the compiled step (one device's program), in GFLOP; None where not reported."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, list):  # Older jax: one dict per program.
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get("flops")
+  return None if flops is None or flops < 0 else flops / 1e9
 
 
 def _memory(compiled) -> dict[str, float | None]:
@@ -173,6 +212,7 @@ def time_steps(configs: dict, preset: Preset) -> tuple[dict[str, dict], dict[str
       **stats,
       "images_per_s": candidate.config.batch_size / (stats["median_ms"] / 1000),
       "compile_s": candidate.compile_s,
+      "gflops": _gflops(candidate.compiled),
       **candidate.memory,
       "loss": candidate.loss,
     }
@@ -222,13 +262,19 @@ def data_wait_fraction(candidate: _Candidate, loop_steps: int) -> dict[str, floa
 
 
 def run(
-  preset_name: str, out: str, dtype: str = "float32", methods: tuple[str, ...] = tuple(METHODS), data_dir: str = ""
+  preset_name: str,
+  out: str,
+  dtype: str = "float32",
+  methods: tuple[str, ...] = tuple(METHODS),
+  data_dir: str = "",
+  model: str = "cifar_resnet18",
 ) -> dict:
   """Runs the benchmark and writes OUT/benchmark.json and OUT/benchmark.md. Returns the results."""
   preset = PRESETS[preset_name]
   device = jax.local_devices()[0]
   results = {
     "preset": preset_name,
+    "model": model,
     "dtype": dtype,
     "device": f"{jax.device_count()} x {device.device_kind} ({device.platform})",
     "host": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
@@ -236,12 +282,13 @@ def run(
     "runs": [],
   }
   for batch_size in preset.batch_sizes:
-    base = benchmark_config(preset, batch_size, dtype, data_dir, METHODS["erm"])
-    configs = {name: benchmark_config(preset, batch_size, dtype, data_dir, METHODS[name]) for name in methods}
+    base = benchmark_config(preset, batch_size, dtype, data_dir, METHODS["erm"], model)
+    configs = {name: benchmark_config(preset, batch_size, dtype, data_dir, METHODS[name], model) for name in methods}
     rows, candidates = time_steps(configs, preset)
-    if "erm" in rows:
-      for row in rows.values():
-        row["ratio_to_erm"] = row["median_ms"] / rows["erm"]["median_ms"]
+    for baseline in ("erm", "deit"):
+      if baseline in rows:
+        for row in rows.values():
+          row[f"ratio_to_{baseline}"] = row["median_ms"] / rows[baseline]["median_ms"]
     loop = {
       name: data_wait_fraction(candidates[name], preset.loop_steps)
       for name in ("erm", "adautomix_n3")
@@ -272,22 +319,25 @@ def _mib(value) -> str:
 def markdown(results: dict) -> str:
   """The results as markdown tables, one per batch size."""
   lines = [
-    f"Preset `{results['preset']}`, {results['dtype']} compute, on {results['device']}; host {results['host']}; "
-    f"jax {results['jax']}.",
+    f"Preset `{results['preset']}`, model {results.get('model', 'cifar_resnet18')}, {results['dtype']} compute, on "
+    f"{results['device']}; host {results['host']}; jax {results['jax']}.",
     "",
   ]
   for run_ in results["runs"]:
     lines += [
       f"Batch {run_['batch_size']}:",
       "",
-      "| method | step ms (median) | p10–p90 ms | images/s | × ERM | compile s | XLA step MiB | device peak MiB |",
-      "|---|---|---|---|---|---|---|---|",
+      "| method | step ms (median) | p10–p90 ms | images/s | × ERM | × DeiT | GFLOP | compile s | XLA step MiB "
+      "| device peak MiB |",
+      "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in run_["methods"].items():
-      ratio = f"{row['ratio_to_erm']:.2f}" if "ratio_to_erm" in row else "–"
+      ratios = [f"{row[key]:.2f}" if key in row else "–" for key in ("ratio_to_erm", "ratio_to_deit")]
+      gflops = "–" if row.get("gflops") is None else f"{row['gflops']:,.1f}"
       lines.append(
         f"| {name} | {row['median_ms']:.1f} | {row['p10_ms']:.1f}–{row['p90_ms']:.1f} | {row['images_per_s']:,.0f} | "
-        f"{ratio} | {row['compile_s']:.1f} | {_mib(row['xla_step_mib'])} | {_mib(row['device_peak_mib'])} |"
+        f"{' | '.join(ratios)} | {gflops} | {row['compile_s']:.1f} | {_mib(row['xla_step_mib'])} | "
+        f"{_mib(row['device_peak_mib'])} |"
       )
     lines += ["", f"Input pipeline alone: {run_['pipeline_images_per_s']:,.0f} images/s."]
     for name, loop in run_["loop"].items():
@@ -306,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
   parser.add_argument("--out", default="runs/benchmark", help="directory for benchmark.json and benchmark.md")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype")
+  parser.add_argument("--model", choices=sorted(MODELS), default="cifar_resnet18", help="the backbone (MODELS)")
   parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
   parser.add_argument("--data_dir", default="", help="tfds data directory (the embedded dataset is prepared there)")
   args = parser.parse_args(argv)
@@ -313,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
     parser.error(f"unknown methods {', '.join(unknown)}. Valid choices: {', '.join(METHODS)}.")
-  run(args.preset, args.out, args.dtype, methods, args.data_dir)
+  run(args.preset, args.out, args.dtype, methods, args.data_dir, args.model)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,15 @@ def test_benchmark_rejects_unknown_methods(capsys):
   with pytest.raises(SystemExit):
     benchmark.main(["--methods", "erm,puzzlemix"])
   assert "unknown methods puzzlemix. Valid choices: erm, mixup" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_of_a_transformer_reports_flops_and_the_ratio_to_the_deit_recipe(tfds_dir, tmp_path):
+  results = benchmark.run(
+    "tiny", str(tmp_path), methods=("deit", "adautomix_n3"), data_dir=tfds_dir, model="convnext_t"
+  )
+  (run,) = results["runs"]
+  deit, adautomix = run["methods"]["deit"], run["methods"]["adautomix_n3"]
+  assert deit["ratio_to_deit"] == 1.0 and adautomix["ratio_to_deit"] > 0
+  assert adautomix["gflops"] > 2 * deit["gflops"] > 0  # Four passes and a generator against one pass.
+  assert "| adautomix_n3 |" in (tmp_path / "benchmark.md").read_text() and results["model"] == "convnext_t"

@@ -72,15 +72,22 @@ def load_run(workdir: str, step: int | None = None, mesh=None):
   return config, info, experiment.method, experiment.nets, state
 
 
+def _image_mixups() -> list[str]:
+  """The static mixups that mix images (not ManifoldMix): any run's images can show them."""
+  return [
+    name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and name != "manifoldmix"
+  ]
+
+
 def _stand_in(config, name: str):
   """A static mixup `name` on `config`'s run, to show what it would make of that run's images."""
   if name not in methods.METHODS:
     raise ValueError(f"--method {name!r} is not known. Valid choices: {', '.join(sorted(methods.METHODS))}.")
-  if name not in mixing.OPERATORS:
+  if not issubclass(methods.METHODS[name], methods.StaticMixup):
     raise ValueError(
       f"--method {name!r} needs a run trained with it (its networks make the mixing); this run is "
       f"{config.method!r}. Train one with --config.method={name}, or choose a static mixup: "
-      f"{', '.join(mixing.OPERATORS)}."
+      f"{', '.join(_image_mixups())}."
     )
   config = copy.deepcopy(config)
   config.method = name
@@ -112,7 +119,7 @@ def render_checkpoint(
   if rendered is None:
     print(
       f"config.method = {name!r} mixes no images: nothing to render. To see what a mixup would make of "
-      f"this run's images: --method {' | '.join(mixing.OPERATORS)}; AdAutoMix's and AutoMix's masks need "
+      f"this run's images: --method {' | '.join(_image_mixups())}; AdAutoMix's and AutoMix's masks need "
       "a run of their own (e.g. --config configs/quickstart.py:adautomix)."
     )
     return []

@@ -18,7 +18,8 @@ over real batches from an epoch's start, timing the wait for each batch.
 
 `--model` picks the backbone (MODELS): the CIFAR ResNet-18 (default), DeiT-S or Swin-T at 224x224, or
 ConvNeXt-T with its 32x32 stem, with the generator settings of configs/cifar100_vit.py. The presets that
-narrow the ResNet (cpu, tiny) use a narrow transformer too (`narrow_width`).
+narrow the ResNet (cpu, tiny) use a narrow transformer too (`narrow_width`). `--batch_size N` (repeatable)
+replaces the preset's batch sizes: at 224x224, AdAutoMix's step at batch 100 needs tens of GiB.
 
 Output: OUT/benchmark.json and OUT/benchmark.md (the table), also printed. Inputs are the embedded
 Fashion-MNIST subset through the real pipeline, RandomResizedCrop to the model's input size (32x32,
@@ -268,9 +269,14 @@ def run(
   methods: tuple[str, ...] = tuple(METHODS),
   data_dir: str = "",
   model: str = "cifar_resnet18",
+  batch_sizes: tuple[int, ...] = (),
 ) -> dict:
-  """Runs the benchmark and writes OUT/benchmark.json and OUT/benchmark.md. Returns the results."""
+  """Runs the benchmark and writes OUT/benchmark.json and OUT/benchmark.md. Returns the results.
+
+  `batch_sizes` replaces the preset's (e.g. a batch that fits a smaller device at 224x224)."""
   preset = PRESETS[preset_name]
+  if batch_sizes:
+    preset = dataclasses.replace(preset, batch_sizes=tuple(batch_sizes))
   device = jax.local_devices()[0]
   results = {
     "preset": preset_name,
@@ -357,6 +363,9 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--out", default="runs/benchmark", help="directory for benchmark.json and benchmark.md")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype")
   parser.add_argument("--model", choices=sorted(MODELS), default="cifar_resnet18", help="the backbone (MODELS)")
+  parser.add_argument(
+    "--batch_size", type=int, action="append", default=[], help="instead of the preset's (repeatable)"
+  )
   parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {', '.join(METHODS)}")
   parser.add_argument("--data_dir", default="", help="tfds data directory (the embedded dataset is prepared there)")
   args = parser.parse_args(argv)
@@ -364,7 +373,9 @@ def main(argv: list[str] | None = None) -> None:
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
     parser.error(f"unknown methods {', '.join(unknown)}. Valid choices: {', '.join(METHODS)}.")
-  run(args.preset, args.out, args.dtype, methods, args.data_dir, args.model)
+  if any(size <= 0 for size in args.batch_size):
+    parser.error(f"--batch_size must be positive, not {min(args.batch_size)}.")
+  run(args.preset, args.out, args.dtype, methods, args.data_dir, args.model, tuple(args.batch_size))
 
 
 if __name__ == "__main__":

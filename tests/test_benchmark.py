@@ -44,3 +44,6 @@ def test_benchmark_rejects_unknown_methods(capsys):
   with pytest.raises(SystemExit):
     benchmark.main(["--methods", "erm,puzzlemix"])
   assert "unknown methods puzzlemix. Valid choices: erm, mixup" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    benchmark.main(["--batch_size", "0"])
+  assert "--batch_size must be positive, not 0." in capsys.readouterr().err

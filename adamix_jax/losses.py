@@ -7,6 +7,7 @@ For two sources: `labels = jnp.stack([y_a, y_b])`, `lams = jnp.stack([lam, 1 - l
 
 import jax
 import jax.numpy as jnp
+import optax
 
 DM_MODES = ("both", "less", "more")
 
@@ -42,7 +43,11 @@ def cross_entropy(
   Returns:
     A float32 scalar.
   """
-  return mixup_cross_entropy(logits, labels[None], jnp.ones((1,)), weights, label_smoothing)
+  logits = _at_least_float32(logits)
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if label_smoothing:
+    nll = _smoothed(nll, jax.nn.log_softmax(logits, axis=-1), label_smoothing)
+  return _weighted_mean(nll, weights)
 
 
 def pseudo_labels(teacher_logits: jax.Array, threshold: float) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -18,8 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (
       "method",
       "mixupp",
-      "Valid choices: adautomix, automix, cutmix, dmixmatch, erm, fixmatch, fmix, manifoldmix, mixup, resizemix, "
-      "saliencymix",
+      "Valid choices: adautomix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, manifoldmix, mixup, "
+      "resizemix, saliencymix, transmix",
     ),
     ("loss.dm.mode", "most", "Valid choices: both, less, more"),
     ("loss.dm.eta", 0.1, "needs a mixing method"),

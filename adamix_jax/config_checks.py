@@ -26,6 +26,12 @@ def _positive(config, *keys, allow_zero=False):
       raise ConfigError(f"config.{key} = {value!r} must be {bound}.")
 
 
+def _in_unit_interval(config, *keys):
+  for key in keys:
+    if not 0.0 <= _get(config, key) <= 1.0:
+      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+
+
 def _get(config, key):
   node = config
   for part in key.split("."):
@@ -47,9 +53,7 @@ def _validate_view_options(config: ml_collections.ConfigDict, prefix: str) -> No
   _positive(config, f"{ra}.max_level")
   if options.level > options.max_level:
     raise ConfigError(f"config.{ra}.level = {options.level} exceeds max_level = {options.max_level}.")
-  for key in (f"{ra}.prob", f"{ra}.negate_prob", f"{cut}.prob"):
-    if not 0.0 <= _get(config, key) <= 1.0:
-      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+  _in_unit_interval(config, f"{ra}.prob", f"{ra}.negate_prob", f"{cut}.prob")
   for name in options.operations:
     _choice(name, rand_augment.FIXMATCH_OPERATIONS, f"{ra}.operations")
   for key in (f"{ra}.fill", f"{cut}.fill"):
@@ -202,9 +206,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     lr, min_lr = _get(config, f"{prefix}.lr"), _get(config, f"{prefix}.min_lr")
     if min_lr > lr and (prefix == "optimizer" or lr > 0):
       raise ConfigError(f"config.{prefix}.min_lr = {min_lr} exceeds config.{prefix}.lr = {lr}.")
-  for key in ("ema.momentum", "ema.end_momentum", "ema.adjust_start"):
-    if not 0.0 <= _get(config, key) <= 1.0:
-      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+  _in_unit_interval(config, "ema.momentum", "ema.end_momentum", "ema.adjust_start")
   for key in ("batch_size", "eval_batch_size"):
     if _get(config, key) % num_devices:
       raise ConfigError(
@@ -212,9 +214,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
         f"Use a multiple of {num_devices}, or set config.num_devices."
       )
   _positive(config, "mixup.alpha", "mixup.fmix_decay_power", "mixup.cutmix_alpha")
-  for key in ("mixup.cutmix_prob", "mixup.transmix_ratio"):
-    if not 0.0 <= _get(config, key) <= 1.0:
-      raise ConfigError(f"config.{key} = {_get(config, key)!r} must lie in [0, 1].")
+  _in_unit_interval(config, "mixup.cutmix_prob", "mixup.transmix_ratio")
   _positive(config, "loss.dm.eta", "loss.dm.lam_power", allow_zero=True)
   _choice(config.loss.dm.mode, losses.DM_MODES, "loss.dm.mode")
   low, high = config.mixup.resizemix_scope

@@ -3,6 +3,7 @@
     python -m adamix_jax.benchmark --preset cpu --out runs/bench_cpu
     python -m adamix_jax.benchmark --preset accelerator --out runs/bench_gpu [--dtype bfloat16]
     python -m adamix_jax.benchmark --preset accelerator --model swin_t --methods deit,adautomix_n3 --out runs/bench_swin
+    python -m adamix_jax.benchmark --preset cpu_full --model swin_t --methods erm,deit,adautomix_n3 --out runs/swin_cpu
 
 For each method (ERM, MixUp, MixUp+DM, CutMix, the DeiT recipe, AutoMix, AdAutoMix N=2 and N=3) it builds
 the real jitted step of `adamix_jax.step`, compiles it once (timed) and runs warm-up steps; then the
@@ -18,7 +19,8 @@ over real batches from an epoch's start, timing the wait for each batch.
 
 `--model` picks the backbone (MODELS): the CIFAR ResNet-18 (default), DeiT-S or Swin-T at 224x224, or
 ConvNeXt-T with its 32x32 stem, with the generator settings of configs/cifar100_vit.py. The presets that
-narrow the ResNet (cpu, tiny) use a narrow transformer too (`narrow_width`). `--batch_size N` (repeatable)
+narrow the ResNet (cpu, tiny) use a narrow transformer too (`narrow_width`); `cpu_full` times the
+full-width backbones on a CPU, a few steps at batch 8. `--batch_size N` (repeatable)
 replaces the preset's batch sizes: at 224x224, AdAutoMix's step at batch 100 needs tens of GiB.
 
 Output: OUT/benchmark.json and OUT/benchmark.md (the table), also printed. Inputs are the embedded
@@ -60,6 +62,8 @@ PRESETS = {
   "accelerator": Preset(
     0, (100, 256), warmup_steps=5, rounds=10, steps_per_round=10, loop_steps=200, pipeline_batches=200
   ),
+  # The full-width backbones on a CPU, where a 224x224 AdAutoMix step takes seconds: few steps, a small batch.
+  "cpu_full": Preset(0, (8,), warmup_steps=1, rounds=3, steps_per_round=2, loop_steps=6, pipeline_batches=20),
   "tiny": Preset(4, (16,), warmup_steps=1, rounds=2, steps_per_round=1, loop_steps=3, pipeline_batches=3),
 }
 
@@ -322,6 +326,10 @@ def _mib(value) -> str:
   return "–" if value is None else f"{value:,.0f}"
 
 
+def _rate(images_per_s: float) -> str:
+  return f"{images_per_s:,.0f}" if images_per_s >= 100 else f"{images_per_s:.2g}"  # 1.1, 0.56: slow steps.
+
+
 def markdown(results: dict) -> str:
   """The results as markdown tables, one per batch size."""
   lines = [
@@ -341,14 +349,14 @@ def markdown(results: dict) -> str:
       ratios = [f"{row[key]:.2f}" if key in row else "–" for key in ("ratio_to_erm", "ratio_to_deit")]
       gflops = "–" if row.get("gflops") is None else f"{row['gflops']:,.1f}"
       lines.append(
-        f"| {name} | {row['median_ms']:.1f} | {row['p10_ms']:.1f}–{row['p90_ms']:.1f} | {row['images_per_s']:,.0f} | "
+        f"| {name} | {row['median_ms']:.1f} | {row['p10_ms']:.1f}–{row['p90_ms']:.1f} | {_rate(row['images_per_s'])} | "
         f"{' | '.join(ratios)} | {gflops} | {row['compile_s']:.1f} | {_mib(row['xla_step_mib'])} | "
         f"{_mib(row['device_peak_mib'])} |"
       )
     lines += ["", f"Input pipeline alone: {run_['pipeline_images_per_s']:,.0f} images/s."]
     for name, loop in run_["loop"].items():
       lines.append(
-        f"Training loop ({name}): {loop['loop_images_per_s']:,.0f} images/s, "
+        f"Training loop ({name}): {_rate(loop['loop_images_per_s'])} images/s, "
         f"{100 * loop['data_wait_fraction']:.1f}% of the time waiting for data."
       )
     lines.append("")

@@ -31,7 +31,8 @@ def test_benchmark_tiny_preset_writes_results(tfds_dir, tmp_path):
 def test_each_benchmarked_model_is_a_valid_run_at_its_input_size(tfds_dir, model):
   from adamix_jax.config import validate
 
-  for preset, width in (("cpu", benchmark.MODELS[model].narrow_width or 16), ("accelerator", 0)):
+  narrow = benchmark.MODELS[model].narrow_width or 16
+  for preset, width in (("cpu", narrow), ("cpu_full", 0), ("accelerator", 0)):
     config = benchmark.benchmark_config(
       benchmark.PRESETS[preset], 100, "float32", tfds_dir, benchmark.METHODS["adautomix_n3"], model
     )

@@ -118,11 +118,14 @@ def test_two_processes_equal_one_process_and_their_checkpoint_restores_in_one(tf
   pod_evals, single_evals = _evals(pod), _evals(single)
   assert len(pod_evals) == 1 and pod_evals == single_evals  # Every test image counted once, on either layout.
 
-  # The 2-process checkpoint resumes in one process on one device and trains on.
-  output = _run(_command(pod, tfds_dir, "--config.num_epochs=2", setup=setup), devices=1)
-  assert "Resuming from step 4" in output
-  with open(os.path.join(pod, "summary.json")) as f:
-    assert json.load(f)["steps"] == 8
+  # The 2-process checkpoint resumes in one process on one device and trains on. (Restoring on another layout
+  # is the same code for every method: checked on AdAutoMix's state; the semi-supervised streams resume on
+  # the same batches in test_semisup.)
+  if setup == "adautomix":
+    output = _run(_command(pod, tfds_dir, "--config.num_epochs=2", setup=setup), devices=1)
+    assert "Resuming from step 4" in output
+    with open(os.path.join(pod, "summary.json")) as f:
+      assert json.load(f)["steps"] == 8
 
 
 def test_distributed_start_up_only_where_asked():

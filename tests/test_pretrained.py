@@ -1,5 +1,7 @@
 """torchvision weights -> our backbones: checked against an independent NCHW forward of torchvision's ResNet."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,10 +106,10 @@ def test_loaded_backbone_computes_what_torchvision_computes(
   extra = dict(groups=groups, width_per_group=width_per_group) if bottleneck else {}
   model = ResNet(block, stage_sizes, "imagenet", width, **extra)
   images = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
-  variables = model.init(jax.random.key(0), images, train=False)
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), images)
   params, stats = pretrained.load_torchvision(path, variables["params"], variables["batch_stats"])
   with jax.default_matmul_precision("highest"):
-    ours = model.apply({"params": params, "batch_stats": stats}, images, train=False)[-1]
+    ours = jax.jit(functools.partial(model.apply, train=False))({"params": params, "batch_stats": stats}, images)[-1]
   reference = _torchvision_forward(state, images.transpose(0, 3, 1, 2), bottleneck, stage_sizes, groups)
   np.testing.assert_allclose(ours, np.asarray(reference).transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
 
@@ -116,12 +118,12 @@ def test_mismatched_weights_are_named(tmp_path):
   rng = np.random.default_rng(0)
   state = _torchvision_state(rng, False, (2, 2, 2, 2), 8, 1, 64)
   model = ResNet(BasicBlock, (2, 2, 2, 2), "imagenet", 16)
-  variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)), train=False)
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), np.zeros((1, 32, 32, 3)))
   np.savez(tmp_path / "narrow.npz", **state)
   with pytest.raises(pretrained.PretrainedMismatchError, match=r"conv1.weight \(8, 3, 7, 7\) -> stem_conv/kernel"):
     pretrained.load_torchvision(str(tmp_path / "narrow.npz"), variables["params"], variables["batch_stats"])
   model = ResNet(BasicBlock, (2, 2, 2, 2), "imagenet", 8)
-  variables = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)), train=False)
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), np.zeros((1, 32, 32, 3)))
   del state["layer4.1.bn2.running_var"]
   np.savez(tmp_path / "partial.npz", **state)
   with pytest.raises(pretrained.PretrainedMismatchError, match="stage4_block2/BatchNorm_1/var"):

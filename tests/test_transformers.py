@@ -1,5 +1,6 @@
 """The transformer-era backbones: DeiT-S, Swin-T, ConvNeXt-T — sizes, feature taps, window attention, errors."""
 
+import functools
 import itertools
 
 import jax
@@ -112,7 +113,7 @@ def test_small_variants_backpropagate_through_every_parameter():
   images = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
   for backbone in backbones:
     classifier = models.Classifier(backbone, 10)
-    params = classifier.init(jax.random.key(1), images, train=False)["params"]
+    params = jax.jit(functools.partial(classifier.init, train=False))(jax.random.key(1), images)["params"]
 
     @jax.jit
     def grads(p, classifier=classifier):
@@ -255,9 +256,9 @@ def test_the_deit_recipe_draws_cutmix_or_mixup_per_batch(tfds_dir):
   config = tiny_config(tfds_dir, method="deit", **{"mixup.cutmix_prob": 0.7})
   method = methods.METHODS["deit"](config)
   images, labels = jax.random.normal(jax.random.key(0), (4, 16, 16, 3)), jnp.arange(4)
-  boxes = 0
+  boxes, mix = 0, jax.jit(method.mix)
   for seed in range(60):
-    mixed = method.mix(images, labels, jax.random.key(seed))
+    mixed = mix(images, labels, jax.random.key(seed))
     masks = np.asarray(mixed.masks)
     if set(np.unique(masks)) <= {0.0, 1.0} and 0 < masks.mean() < 1:  # CutMix: a box, lambda its area.
       boxes += 1
@@ -302,11 +303,13 @@ def test_transmix_reweights_cutmix_by_the_sown_class_attention_and_trains(tfds_d
   variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
   method = methods.METHODS["transmix"](config)
   key = jax.random.key(3)
-  _, labels, lams, _ = method.forward(
-    experiment.nets, variables, {"images": images, "labels": batch["labels"]}, key, None
+  forward = jax.jit(lambda variables, batch, key: method.forward(experiment.nets, variables, batch, key, None))
+  _, labels, lams, _ = forward(variables, {"images": images, "labels": batch["labels"]}, key)
+  mixed = jax.jit(method.mix)(images, batch["labels"], key)
+  sow = jax.jit(
+    lambda variables, x: experiment.nets.classifier.apply(variables, x, train=True, mutable=["intermediates"])
   )
-  mixed = method.mix(images, batch["labels"], key)
-  _, sown = experiment.nets.classifier.apply(variables, mixed.images, train=True, mutable=["intermediates"])
+  _, sown = sow(variables, mixed.images)
   attention = sown["intermediates"]["backbone"]["cls_attention"][0]
   assert attention.shape == (8, 2, 2)
   assert np.all(attention > 0) and np.all(attention.sum(axis=(1, 2)) < 1)  # The class token keeps the rest.

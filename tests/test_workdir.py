@@ -220,6 +220,7 @@ def test_config_mistakes_are_one_line(tmp_path):
   assert not os.path.exists(tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_after_sigkill_the_next_run_takes_over_the_lock_and_skips_a_damaged_checkpoint(tfds_dir, tmp_path):
   workdir = str(tmp_path / "run")
   process = _popen(_command(workdir, tfds_dir))

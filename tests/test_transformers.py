@@ -190,8 +190,7 @@ def test_a_feature_tap_the_backbone_lacks_lists_the_valid_ones(tfds_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["mixup"])
-def test_drop_path_is_on_in_every_training_pass_of_a_step(tfds_dir, method):
+def test_drop_path_is_on_in_every_training_pass_of_a_step(tfds_dir):
   """A small DeiT on 32x32 images trains one step of a static mixup on 8 devices with drop path: every pass
   gets its key (a pass without one would fail), and dropping changes the step's loss. (AdAutoMix's passes
   with drop path, which include ERM's `train_pass`: the tiny-variant test below.)"""
@@ -201,7 +200,7 @@ def test_drop_path_is_on_in_every_training_pass_of_a_step(tfds_dir, method):
 
   def first_loss(drop_path):
     overrides = {
-      "method": method, "model.name": "deit_s", "model.width": 12, "model.drop_path": drop_path,
+      "method": "mixup", "model.name": "deit_s", "model.width": 12, "model.drop_path": drop_path,
       "data.augment": "random_resized_crop", "data.image_size": 32, "num_devices": 8, "batch_size": 16,
     }  # fmt: skip
     config = tiny_config(tfds_dir, **overrides)

@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from adamix_jax import config as config_lib
-from adamix_jax import data, steps
+from adamix_jax import data, steps, validation
 from adamix_jax.experiment import make_experiment
 from adamix_jax.sharding import host_value, make_mesh, shard_batch
 
@@ -180,12 +180,12 @@ class _Candidate:
 def compile_step(config, preset: Preset) -> _Candidate:
   """Builds one method's real training step, compiles it (timed) and runs its warm-up steps."""
   mesh = make_mesh(config.num_devices)
-  config_lib.validate(config, mesh.size)
+  validation.validate(config, mesh.size)
   info = data.data_info(config)
   experiment = make_experiment(config, info, mesh)
   state = experiment.init()
   train_step = steps.make_train_step(
-    experiment.method, experiment.nets, experiment.tx, config, info, mesh, total_steps=10_000
+    experiment.method, experiment.nets, experiment.tx, experiment.parts.ema, info, mesh, total_steps=10_000
   )
   pipeline = data.InputPipeline(config, info)
   batches = [shard_batch(mesh, batch) for _, batch in zip(range(8), pipeline.train_batches(0), strict=False)]

@@ -16,11 +16,13 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
-import tensorflow as tf
 from orbax.checkpoint import checkpoint_managers as policies
 
+from adamix_jax import quiet
 from adamix_jax.sharding import host_value
 from adamix_jax.train_state import TrainState
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 BEST_METRIC = "reported_top1"
 
@@ -47,6 +49,20 @@ def _disk_full(error: BaseException) -> bool:
 def _first_line(error: BaseException) -> str:
   text = str(error).strip().splitlines()
   return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """{"a/b/c": shape} of every leaf with a shape in `tree` (a TrainState, its abstract form, or the dict tree
+  of a checkpoint's metadata: the same names either way)."""
+
+  def name(entry) -> str:
+    for attribute in ("name", "key", "idx"):
+      if hasattr(entry, attribute):
+        return str(getattr(entry, attribute))
+    return str(entry)
+
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(map(name, path)): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, "shape")}
 
 
 class Checkpoints:
@@ -77,7 +93,8 @@ class Checkpoints:
       cleanup_tmp_directories=not read_only,  # The writer (one per workdir) removes its own unfinished saves.
       read_only=read_only,
     )
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+    handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self) -> int | None:
     """The step of the newest complete checkpoint, or None."""
@@ -149,6 +166,10 @@ class Checkpoints:
     tf.io.gfile.rename(source, target)
     self.manager.reload()
     return f"moved to {target}"
+
+  def stored_shapes(self, step: int) -> dict[str, tuple[int, ...]]:
+    """{"params/classifier/...": shape} of every array the checkpoint at `step` holds (from its metadata only)."""
+    return leaf_shapes(self.manager.item_metadata(step)["state"])
 
   def read_meta(self, step: int) -> dict[str, Any]:
     """The JSON meta (config, input position, evaluation history) of the checkpoint at `step`."""

@@ -116,9 +116,9 @@ def reported_head(run: Run) -> str:
   """The head the run reports (its summary's, or the config's choice)."""
   if run.summary:
     return run.summary["reported_head"]
-  from adamix_jax import config as config_lib  # Resolves "auto" from the method's default.
+  from adamix_jax import methods  # Resolves "auto" from the method's default.
 
-  return config_lib.reported_head_of(run.config["method"], run.config["eval.report"])
+  return methods.reported_head(run.config["method"], run.config["eval.report"])
 
 
 def _mean_std(values: list[float]) -> str:

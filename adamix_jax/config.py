@@ -1,15 +1,13 @@
-"""The configuration every run starts from, and the recipes config files share.
+"""The configuration every run starts from, and the recipes config files share: pure data.
 
 Config files in `configs/` call `base_config()` and change what their setting needs. Every key below is
 documented where it is defined; `--config.KEY=VALUE` overrides any of them from the command line.
-`validate` (config_checks.py) rejects a configuration that cannot work before anything is compiled.
+This module imports nothing of the package's and nothing heavy (a config file evaluates in milliseconds).
+Each part of a run reads its own section into a typed options object that checks it (`adamix_jax.options`);
+`adamix_jax.validation.validate` asks every part before anything is compiled.
 """
 
 import ml_collections
-
-from adamix_jax import methods
-from adamix_jax.config_checks import ConfigError, uses_labeled_subset, validate
-from adamix_jax.data import rand_augment
 
 __all__ = [
   "ConfigError",
@@ -20,12 +18,12 @@ __all__ = [
   "official_dm_recipe",
   "randaugment_config",
   "random_resized_crop_recipe",
-  "reported_head",
-  "reported_head_of",
   "set_path",
-  "uses_labeled_subset",
-  "validate",
 ]
+
+
+class ConfigError(ValueError):
+  """A configuration value that cannot work. The message says which key and what would."""
 
 
 def randaugment_config(num_ops: int) -> ml_collections.ConfigDict:
@@ -37,7 +35,7 @@ def randaugment_config(num_ops: int) -> ml_collections.ConfigDict:
   options.level_std = 0.0  # > 0: each operation's level ~ normal(level, level_std), clipped to [0, max_level].
   options.prob = 0.5  # Probability that each drawn operation is applied.
   options.negate_prob = 0.5  # Probability that a directed operation is negated.
-  options.operations = tuple(rand_augment.FIXMATCH_OPERATIONS)  # The 14 FixMatch operations.
+  options.operations = ()  # Names of data/rand_augment.py's operations to draw from; (): the 14 FixMatch ones.
   options.fill = (128, 128, 128)  # Colour brought in by rotations, shears, translations.
   return options
 
@@ -251,13 +249,3 @@ def random_resized_crop_recipe(
   config.data.image_size = image_size
   config.data.eval_resize = eval_resize
   config.data.resize_method = resize_method
-
-
-def reported_head(config: ml_collections.ConfigDict) -> str:
-  """The "<online|ema>/<head>" whose median top-1 is the reported number: config.eval.report or the method's."""
-  return reported_head_of(config.method, config.eval.report)
-
-
-def reported_head_of(method: str, report: str) -> str:
-  """`reported_head` from the values of config.method and config.eval.report."""
-  return methods.METHODS[method].reported if report == "auto" else report

@@ -35,14 +35,14 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from adamix_jax import config as config_lib
-from adamix_jax import corruptions, data, losses, robustness
+from adamix_jax import corruptions, data, losses, methods, quiet, robustness
+from adamix_jax.experiment import load_run
 from adamix_jax.sharding import AXIS, host_value, make_mesh, shard_batch
-from adamix_jax.visualize import load_run
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 SUITES = ("calibration", "fgsm", "occlusion", "corruption", "pgd")
 
@@ -52,8 +52,7 @@ class EvaluationError(ValueError):
 
 
 def _heads(method, state) -> list[str]:
-  networks = ["online"] + (["ema"] if state.ema_params is not None else [])
-  return [f"{network}/{head}" for network in networks for head in method.head_names]
+  return [f"{network}/{head}" for network in state.networks for head in method.head_names]
 
 
 def make_robustness_step(
@@ -65,14 +64,9 @@ def make_robustness_step(
 
   def per_device(state, batch, key):
     key = jax.random.fold_in(key, lax.axis_index(AXIS))
-    params, stats = (
-      (state.params["classifier"], state.batch_stats["classifier"])
-      if network == "online"
-      else (state.ema_params, state.batch_stats["teacher"])
-    )
+    variables = state.variables(network)
 
     def logits_of(normalized):
-      variables = {"params": params, "batch_stats": stats}
       return nets.classifier.apply(variables, normalized, train=False).logits[head_name]
 
     pixels = batch["images"].astype(jnp.float32) / 255.0
@@ -146,11 +140,12 @@ def evaluate_run(
   if space not in robustness.FGSM_SPACES:
     raise EvaluationError(f"--fgsm_space {space!r} is not known. Valid choices: {', '.join(robustness.FGSM_SPACES)}.")
   mesh = make_mesh(0)
-  config, info, method, nets, state = load_run(workdir, step, mesh=mesh)
+  run = load_run(workdir, step, mesh=mesh)
+  config, info, method, nets, state = run.config, run.info, run.experiment.method, run.experiment.nets, run.state
   if suites is None:  # Every suite; the corruptions where they need no directory or one is given.
     needs_directory = config.data.name in corruptions.RELEASED and not corruption_dir
     suites = tuple(s for s in SUITES if s != "pgd" and (s != "corruption" or not needs_directory))
-  head = config_lib.reported_head(config) if head == "auto" else head
+  head = methods.reported_head(config.method, config.eval.report) if head == "auto" else head
   if head not in _heads(method, state):
     raise EvaluationError(
       f"--head {head!r} is not a head of this run ({config.method}). Valid choices: {', '.join(_heads(method, state))}."

@@ -8,14 +8,29 @@ Dense layers over channels (kernel [C_in, C_out]; a PyTorch weight [out, in, 1, 
 the official code forces.
 """
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from adamix_jax.models.layers import BatchNorm
+from adamix_jax.options import Options, non_negative, one_of, option, positive
 
 GENERATOR_INIT = nn.initializers.normal(0.01)  # Every conv weight N(0, 0.01), bias 0 (official init).
 UPSAMPLE_MODES = ("bilinear", "nearest")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorOptions(Options):
+  """`config.generator`: the mask generator of AdAutoMix (AdaptiveMask) and AutoMix (MixBlock)."""
+
+  section = "generator"
+  feature_stage: int = option("feature_stage", non_negative)  # The backbone stage output it reads.
+  reduction: int = option("reduction", positive)  # Attention width = channels // reduction.
+  lam_concat: bool = option("lam_concat")  # Append lambda as a constant feature channel.
+  upsample_mode: str = option("upsample_mode", one_of(UPSAMPLE_MODES))  # Up to the image size.
+  attention_norm: bool = option("attention_norm")  # BN after the q/k convolutions (AdaptiveMask only).
 
 
 def upsample(logits: jax.Array, scale: int, mode: str) -> jax.Array:

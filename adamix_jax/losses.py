@@ -5,11 +5,35 @@ example) and `lams` [N] or [N, B] (their weights, summing to 1 over N), as `mixi
 For two sources: `labels = jnp.stack([y_a, y_b])`, `lams = jnp.stack([lam, 1 - lam])`.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from adamix_jax.options import Options, non_negative, one_of, option, unit_interval
+
 DM_MODES = ("both", "less", "more")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoupledMixupOptions(Options):
+  """The Decoupled Mixup loss's options (`config.loss.dm`; `decoupled_mixup_loss` says what each does).
+  eta = 0 turns DM off: the mixup cross-entropy alone."""
+
+  section = "loss.dm"
+  eta: float = option("eta", non_negative)
+  mode: str = option("mode", one_of(DM_MODES))
+  lam_power: float = option("lam_power", non_negative)
+  threshold: float = option("threshold", unit_interval)
+  official_pairing: bool = option("official_pairing")
+
+  def loss(self, logits, labels, lams, weights=None, label_smoothing: float = 0.0) -> jax.Array:
+    """decoupled_mixup_loss with these options."""
+    return decoupled_mixup_loss(
+      logits, labels, lams, eta=self.eta, mode=self.mode, lam_power=self.lam_power, threshold=self.threshold,
+      official_pairing=self.official_pairing, weights=weights, label_smoothing=label_smoothing,
+    )  # fmt: skip
 
 
 def _at_least_float32(x: jax.Array) -> jax.Array:

@@ -57,8 +57,13 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+HELP = {"--help": True, "-h": True, "-?": True, "--helpshort": True, "--helpfull": False}  # flag -> short help
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad config file, key or value reported in one line."""
+  """absl's flag parsing, with a bad config file, key or value reported in one line; --help exits 0."""
+  if asked := [HELP[arg] for arg in argv[1:] if arg in HELP]:
+    app.usage(shorthelp=asked[0], writeto_stdout=True, exitcode=0)
   try:
     argv = flags.FLAGS(argv)
     _ = _CONFIG.value.method  # config_flags defers a file's load error to the first read of the config.

@@ -5,7 +5,7 @@ turns off in current releases: "oneDNN custom operations are on ...", "All log m
 absl::InitializeLog() ...", "This TensorFlow binary is optimized to use available CPU instructions ...".
 `startup_notices_filtered()` captures the process's stderr (file descriptor 2) while the libraries load and
 writes back every line that is not one of these notices, so a real warning or error is still shown. The
-package imports TensorFlow this way when it is first imported (`adamix_jax/__init__.py`).
+modules that use TensorFlow import it this way (`tf = quiet.import_tensorflow()`).
 """
 
 import contextlib
@@ -41,9 +41,11 @@ def startup_notices_filtered():
       sys.stderr.flush()
 
 
-def import_tensorflow() -> None:
-  """Imports TensorFlow with its start-up notices filtered (once; later imports are free), and its C++
+def import_tensorflow():
+  """TensorFlow, imported with its start-up notices filtered (once; later calls are free), and its C++
   informational log lines off (TF_CPP_MIN_LOG_LEVEL=2, unless the environment sets it)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   with startup_notices_filtered():
-    import tensorflow  # noqa: F401
+    import tensorflow
+
+  return tensorflow

@@ -7,7 +7,10 @@ import time
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+
+from adamix_jax import quiet
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 def format_duration(seconds: float) -> str:

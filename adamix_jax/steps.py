@@ -13,18 +13,17 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from adamix_jax import losses, schedules
+from adamix_jax import losses
 from adamix_jax.data import DataInfo
 from adamix_jax.images import normalize
 from adamix_jax.methods import Method, Networks
 from adamix_jax.sharding import AXIS
-from adamix_jax.train_state import TrainState, ema_update
+from adamix_jax.train_state import EMAOptions, TrainState, next_ema
 
 # The uint8 image arrays of a training batch (the labeled images; a semi-supervised run's two views of its
 # unlabeled ones): normalised on the device. The other keys (labels) pass as they are.
@@ -35,7 +34,7 @@ def make_train_step(
   method: Method,
   nets: Networks,
   tx: optax.GradientTransformation,
-  config: ml_collections.ConfigDict,
+  ema_options: EMAOptions,
   info: DataInfo,
   mesh: Mesh,
   total_steps: int,
@@ -43,8 +42,9 @@ def make_train_step(
   """The jitted step: (state, batch of uint8 images and labels) -> (next state, device-mean metrics).
 
   After the optimiser update, the EMA network (when the state has one) moves towards the classifier at
-  the rate of `schedules.ema_rate`: its parameters always; its BatchNorm statistics only for methods
-  without a teacher (a teacher's statistics come from its own passes inside the loss).
+  the rate `ema_options.rate` (`train_state.next_ema`): its parameters always; its BatchNorm statistics
+  too, unless the method's loss ran it as a teacher and returned the statistics of its own passes (the
+  loss's batch statistics under "teacher").
   The state is donated: do not reuse the state passed in.
   """
 
@@ -60,16 +60,11 @@ def make_train_step(
     grads, batch_stats, metrics = lax.pmean((grads, batch_stats, metrics), AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema_params = state.ema_params
-    if ema_params is not None:
-      options = config.ema
-      rate = schedules.ema_rate(state.step, total_steps, options.momentum, options.end_momentum, options.adjust_start)
-      ema_params = ema_update(ema_params, params["classifier"], rate)
-      if not method.has_teacher:
-        batch_stats["teacher"] = ema_update(state.batch_stats["teacher"], batch_stats["classifier"], rate)
-    next_state = state.replace(
-      step=state.step + 1, params=params, ema_params=ema_params, batch_stats=batch_stats, opt_state=opt_state
-    )
+    teacher_stats = batch_stats.pop("teacher", None)
+    next_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    if state.ema is not None:
+      rate = ema_options.rate(state.step, total_steps)
+      next_state = next_state.replace(ema=next_ema(state.ema, next_state.variables(), rate, teacher_stats))
     return next_state, metrics
 
   step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
@@ -90,11 +85,8 @@ def make_eval_step(
     images = normalize(batch["images"], info.mean, info.std)
     mask = batch["mask"].astype(jnp.float32)
     counts = {"count": jnp.sum(mask)}
-    networks = [("online", state.params["classifier"], state.batch_stats["classifier"])]
-    if state.ema_params is not None:
-      networks.append(("ema", state.ema_params, state.batch_stats["teacher"]))
-    for network, params, stats in networks:
-      output = nets.classifier.apply({"params": params, "batch_stats": stats}, images, train=False)
+    for network in state.networks:
+      output = nets.classifier.apply(state.variables(network), images, train=False)
       for head in method.head_names:
         logits = output.logits[head]
         for k in (1, 5):

@@ -18,18 +18,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import tensorflow as tf
 
-from adamix_jax import config as config_lib
-from adamix_jax import data, steps, visualize
+from adamix_jax import data, methods, quiet, steps, validation, visualize
 from adamix_jax import workdir as workdir_lib
-from adamix_jax.checkpointing import Checkpoints
+from adamix_jax.checkpointing import Checkpoints, leaf_shapes
 from adamix_jax.data import input_pipeline, labeled_subset, sources
 from adamix_jax.experiment import Experiment, make_experiment
 from adamix_jax.reporting import MetricWriter, Progress
 from adamix_jax.sharding import host_value, make_mesh, shard_batch
 from adamix_jax.train_state import TrainState
 from adamix_jax.workdir import WorkdirError
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -73,9 +73,14 @@ def evaluate(eval_step, state: TrainState, pipeline: data.InputPipeline, mesh) -
   return {key: 100.0 * float(value) / count for key, value in totals.items()}
 
 
+def reported_head(config: ml_collections.ConfigDict) -> str:
+  """The "<online|ema>/<head>" whose median top-1 is the run's reported number."""
+  return methods.reported_head(config.method, config.eval.report)
+
+
 def reported_number(history: list[dict[str, Any]], config: ml_collections.ConfigDict) -> float:
   """The paper's number: median top-1 of the reported head over the last `eval.median_of_last` evaluations."""
-  head = config_lib.reported_head(config)
+  head = reported_head(config)
   values = [entry["metrics"][f"{head}/top1"] for entry in history[-config.eval.median_of_last :]]
   return float(statistics.median(values))
 
@@ -122,7 +127,9 @@ class TrainingLoop:
     self.total_steps = self.steps_per_epoch * config.num_epochs
     self.is_main = jax.process_index() == 0
     method, nets = experiment.method, experiment.nets
-    self.train_step = steps.make_train_step(method, nets, experiment.tx, config, info, mesh, self.total_steps)
+    self.train_step = steps.make_train_step(
+      method, nets, experiment.tx, experiment.parts.ema, info, mesh, self.total_steps
+    )
     self.eval_step = steps.make_eval_step(method, nets, info, mesh)
     self.all_finite = jax.jit(lambda s: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(s)])))
     self.writer = MetricWriter(workdir, enabled=self.is_main, start_step=start_step)
@@ -201,7 +208,7 @@ class TrainingLoop:
     results = evaluate(self.eval_step, state, self.pipeline, self.mesh)
     history.append({"epoch": step // self.steps_per_epoch, "step": step, "metrics": results})
     reported = reported_number(history, config)
-    head = config_lib.reported_head(config)
+    head = reported_head(config)
     self.writer.write(step, "eval", {**results, "reported_top1": reported})
     if self.is_main:
       summary = " | ".join(f"{key} {value:.2f}" for key, value in results.items() if key.endswith("top1"))
@@ -241,11 +248,37 @@ class TrainingLoop:
     self.writer.close()
 
 
-# Config keys that decide what the train state holds: a saved run with other values cannot be resumed.
-STATE_KEYS = (
-  "method", "model.name", "model.width", "data.name", "generator.feature_stage", "generator.reduction",
-  "generator.lam_concat", "generator.attention_norm", "ema.track",
-)  # fmt: skip
+# What a run is, beyond the shapes of its state: a workdir holding another method's or another dataset's run
+# is never resumed (a MixUp and a CutMix run, say, have states of the same shapes).
+RUN_IDENTITY = ("method", "data.name")
+
+
+def _resume_conflicts(
+  checkpoints: Checkpoints, step: int, saved_config: dict[str, Any] | None, experiment: Experiment, config
+) -> str | None:
+  """Why the checkpoint at `step` cannot be resumed by `config`'s run, or None: its arrays differ from the
+  new state's (names and shapes, from the checkpoint's metadata), or its method or dataset does."""
+  changes = [] if saved_config is None else _saved_config_changes(saved_config, config)
+  identity = [change for change in changes if change.split(":")[0] in RUN_IDENTITY]
+  try:
+    stored = checkpoints.stored_shapes(step) or None  # {}: its metadata is missing.
+  except Exception:  # Unreadable metadata: restore_newest_intact names the damaged checkpoint.
+    stored = None
+  expected = leaf_shapes(experiment.abstract_state)
+  differing = [] if stored is None else sorted(set(stored) ^ set(expected) | {
+    name for name in set(stored) & set(expected) if stored[name] != expected[name]
+  })  # fmt: skip
+  if not identity and not differing:
+    return None
+  reasons = identity.copy()
+  if differing:
+    shown = [f"{name} {stored.get(name, 'absent')} saved, {expected.get(name, 'absent')} now" for name in differing[:3]]
+    more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+    others = [change for change in changes if change not in identity]
+    reasons.append(f"its state differs: {'; '.join(shown)}{more}")
+    if others:
+      reasons.append(f"the config differs in {'; '.join(others)}")
+  return "; ".join(reasons)
 
 
 def _start_or_resume(
@@ -254,7 +287,8 @@ def _start_or_resume(
   """The newest intact checkpoint's state and evaluation history, or a fresh state and an empty history.
 
   Raises:
-    WorkdirError: the workdir holds a run whose state differs (another method, model or dataset).
+    WorkdirError: the workdir holds a run this config cannot resume (another method or dataset, or a state
+      of other arrays or shapes).
     CheckpointError: it holds checkpoints, none of which can be read.
   """
   latest = checkpoints.latest_step()
@@ -264,13 +298,11 @@ def _start_or_resume(
     saved = checkpoints.read_meta(latest)["config"]
   except Exception:  # Unreadable meta: restore_newest_intact names the damaged checkpoint below.
     saved = None
-  if saved is not None:
-    changes = _saved_config_changes(saved, config)
-    if conflicts := [change for change in changes if change.split(":")[0] in STATE_KEYS]:
-      raise WorkdirError(
-        f"{workdir} holds a run that this config cannot resume ({'; '.join(conflicts)}). Use another "
-        "--workdir, or the saved run's settings."
-      )
+  if conflict := _resume_conflicts(checkpoints, latest, saved, experiment, config):
+    raise WorkdirError(
+      f"{workdir} holds a run that this config cannot resume ({conflict}). Use another --workdir, or the saved "
+      "run's settings."
+    )
   state, meta = checkpoints.restore_newest_intact(experiment.abstract_state)
   if jax.process_index() == 0:
     print(f"Resuming from step {int(host_value(state.step))} in {checkpoints.directory}.", flush=True)
@@ -292,7 +324,7 @@ def _labeled_subset(config: ml_collections.ConfigDict, info: data.DataInfo, work
 def _summary(config: ml_collections.ConfigDict, history: list[dict[str, Any]], steps: int) -> dict[str, Any]:
   return {
     "reported_top1": reported_number(history, config) if history else None,
-    "reported_head": config_lib.reported_head(config),
+    "reported_head": reported_head(config),
     "median_of_last": config.eval.median_of_last,
     "steps": steps,
     "process_index": jax.process_index(),
@@ -310,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     A finished run, rerun, returns its summary and trains nothing.
 
   Raises:
-    config_lib.ConfigError: the config cannot work (raised before anything is compiled).
+    ConfigError: the config cannot work (raised before anything is compiled).
     WorkdirError: the workdir cannot be written, another trainer holds it, or it holds another run.
     data.DataNotPreparedError: the dataset is missing and cannot be downloaded now.
     data.LabeledSubsetError: the labeled subset cannot be built (too many labels, a bad index file).
@@ -319,12 +351,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Interrupted: SIGTERM/SIGINT; the state was saved first.
   """
   mesh = make_mesh(config.num_devices)
-  config_lib.validate(config, mesh.size, jax.process_count())
+  parts = validation.validate(config, mesh.size, jax.process_count())
   workdir_lib.prepare(workdir)
   is_main = jax.process_index() == 0
   with workdir_lib.WorkdirLock(workdir, enabled=is_main):
     info = data.data_info(config)
-    labeled_indices = _labeled_subset(config, info, workdir) if config_lib.uses_labeled_subset(config) else None
+    labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)
     checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)
     try:

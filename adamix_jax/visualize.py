@@ -17,16 +17,15 @@ import os
 
 import jax
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
-from adamix_jax import config as config_lib
-from adamix_jax import data, gallery, methods, mixing
-from adamix_jax.checkpointing import Checkpoints
-from adamix_jax.experiment import make_experiment
+from adamix_jax import data, gallery, methods, mixing, quiet
+from adamix_jax.experiment import load_run
 from adamix_jax.images import normalize
 from adamix_jax.mixing import MixResult
-from adamix_jax.sharding import host_value, local_replica, make_mesh
+from adamix_jax.sharding import host_value, local_replica
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 def make_previewer(method, nets, info: data.DataInfo, seed: int):
@@ -48,30 +47,6 @@ def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.
   return gallery.mixed_sample_grid(result, info.mean, info.std, count=len(images)), result
 
 
-def load_run(workdir: str, step: int | None = None, mesh=None):
-  """A saved run, ready to look at: (config, data info, method, networks, state at `step` or the latest).
-
-  The state is restored onto `mesh` (default: one device), replicated.
-
-  Raises:
-    FileNotFoundError: the workdir has no checkpoint.
-  """
-  checkpoints = Checkpoints(workdir, read_only=True)  # Never cleans the save of a trainer beside it.
-  try:
-    saved = checkpoints.latest_step() if step is None else step
-    if saved is None:
-      raise FileNotFoundError(f"{checkpoints.directory} holds no checkpoint: train first, or check --workdir.")
-    config = config_lib.from_saved(checkpoints.read_meta(saved)["config"])
-    mesh = mesh or make_mesh(1)
-    config.num_devices = mesh.size
-    info = data.data_info(config)
-    experiment = make_experiment(config, info, mesh)
-    state, _ = checkpoints.restore(experiment.abstract_state, saved)
-  finally:
-    checkpoints.close()
-  return config, info, experiment.method, experiment.nets, state
-
-
 def _image_mixups() -> list[str]:
   """The static mixups that mix images (not ManifoldMix): any run's images can show them."""
   return [
@@ -91,7 +66,7 @@ def _stand_in(config, name: str):
     )
   config = copy.deepcopy(config)
   config.method = name
-  return methods.METHODS[name](config)
+  return methods.METHODS[name].from_config(config)
 
 
 def render_checkpoint(
@@ -110,9 +85,10 @@ def render_checkpoint(
     FileNotFoundError: the workdir has no checkpoint.
     ValueError: `method` is unknown, or a learned method the run was not trained with.
   """
-  config, info, run_method, nets, state = load_run(workdir, step)
+  run = load_run(workdir, step)
+  config, info, nets, state = run.config, run.info, run.experiment.nets, run.state
   name = method or config.method
-  shown = run_method if name == config.method else _stand_in(config, name)
+  shown = run.experiment.method if name == config.method else _stand_in(config, name)
   saved = int(host_value(state.step))
   images, labels = data.InputPipeline(config, info).first_eval_examples(count)
   rendered = render(make_previewer(shown, nets, info, config.seed), state, images, labels, info)

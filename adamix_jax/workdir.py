@@ -14,7 +14,10 @@ import os
 import socket
 import uuid
 
-import tensorflow as tf
+from adamix_jax import quiet
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
+
 
 LOCK_NAME = "lock.json"
 

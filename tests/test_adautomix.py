@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
 from adamix_jax import data, models, sharding, steps
 from adamix_jax.methods import automix
@@ -16,7 +16,7 @@ from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, falls_back_to_vanilla
 from adamix_jax.mixing import mix
 from adamix_jax.models.layers import BatchNorm, conv
-from adamix_jax.train_state import make_optimizer, make_train_state
+from adamix_jax.train_state import EMAOptions, OptimizerOptions, make_optimizer, make_train_state
 
 GOLDEN = np.load(os.path.join(os.path.dirname(__file__), "golden", "adautomix_step_n2.npz"))
 RTOL, ATOL = 1e-5, 1e-6
@@ -49,7 +49,7 @@ def golden_config(tfds_dir, **overrides):
 
 
 def torch_to_tree(prefix: str, iteration: str):
-  """The golden state `prefix` ("init" or "it0.after", ...) as (params, ema_params, batch_stats) trees."""
+  """The golden state `prefix` ("init" or "it0.after", ...) as (params, EMA variables, batch_stats) trees."""
 
   def get(name):
     return np.asarray(GOLDEN[f"{prefix}.{name}"], np.float32)
@@ -89,8 +89,8 @@ def torch_to_tree(prefix: str, iteration: str):
   teacher, teacher_stats = backbone("k")
   return (
     {"classifier": classifier, "generator": generator},
-    teacher,
-    {"classifier": classifier_stats, "teacher": teacher_stats},
+    {"params": teacher, "batch_stats": teacher_stats},
+    {"classifier": classifier_stats},
   )
 
 
@@ -111,12 +111,12 @@ def recorded_plan(key, step, batch_size, num_mix):
 
 def _golden_setup(tfds_dir):
   config = golden_config(tfds_dir)
-  method = AdAutoMix(config, plan_sampler=recorded_plan)
+  method = AdAutoMix(AdAutoMix.Options.from_config(config), plan_sampler=recorded_plan)
   classifier = models.Classifier(TinyBackbone(), 5, ("one", "mix"))
   nets = method.make_networks(classifier, (8, 8, 3))
   params, teacher, batch_stats = torch_to_tree("init", "state")
-  tx = make_optimizer(config, params, steps_per_epoch=1)
-  state = make_train_state(params, batch_stats, tx, jax.random.key(0)).replace(ema_params=teacher)
+  tx = make_optimizer(OptimizerOptions.from_config(config), params, steps_per_epoch=1)
+  state = make_train_state(params, batch_stats, tx, jax.random.key(0)).replace(ema=teacher)
   info = data.DataInfo(5, (8, 8, 3), 6, 6, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
   images = jnp.asarray(GOLDEN["img"].transpose(0, 2, 3, 1), jnp.float32)
   batch = {"images": images, "labels": jnp.asarray(GOLDEN["y"], jnp.int32)}
@@ -126,10 +126,10 @@ def _golden_setup(tfds_dir):
 def _tiny_setup(tfds_dir, method_class=AdAutoMix, plan_sampler=None, **overrides):
   """A learned mixup on TinyBackbone at its initial state, and a batch of 6 random images."""
   config = golden_config(tfds_dir, **overrides)
-  method = method_class(config, plan_sampler=plan_sampler)
+  method = method_class(method_class.Options.from_config(config), plan_sampler=plan_sampler)
   nets = method.make_networks(models.Classifier(TinyBackbone(), 5, ("one", "mix")), (8, 8, 3))
   params, batch_stats = method.init_variables(nets, jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
-  tx = make_optimizer(config, params, steps_per_epoch=1)
+  tx = make_optimizer(OptimizerOptions.from_config(config), params, steps_per_epoch=1)
   state = make_train_state(params, batch_stats, tx, jax.random.key(0))
   batch = {"images": jax.random.normal(jax.random.key(2), (6, 8, 8, 3)), "labels": jnp.array([0, 1, 2, 3, 4, 0])}
   return config, method, nets, tx, state, batch
@@ -148,7 +148,7 @@ def test_two_iterations_reproduce_the_official_step(tfds_dir, monkeypatch):
   # The step normalises uint8 images; the golden images are already normalised tensors.
   monkeypatch.setattr(steps, "normalize", lambda images, mean, std: images)
   mesh = sharding.make_mesh(1)
-  train_step = steps.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
+  train_step = steps.make_train_step(method, nets, tx, EMAOptions.from_config(config), info, mesh, total_steps=100)
   state = jax.device_put(state, sharding.replicated(mesh))
   for t in range(2):
     grads, (_, metrics) = jax.grad(method.loss, argnums=1, has_aux=True)(nets, state.params, state, batch, None)
@@ -164,7 +164,7 @@ def test_two_iterations_reproduce_the_official_step(tfds_dir, monkeypatch):
     state, _ = train_step(state, sharding.shard_batch(mesh, {k: np.asarray(v) for k, v in batch.items()}))
     params, teacher, batch_stats = torch_to_tree(f"it{t}.after", "state")
     _assert_tree_matches(state.params, params, f"iteration {t} parameters")
-    _assert_tree_matches(state.ema_params, teacher, f"iteration {t} teacher")
+    _assert_tree_matches(state.ema, teacher, f"iteration {t} teacher")
     _assert_tree_matches(state.batch_stats, batch_stats, f"iteration {t} BatchNorm statistics")
 
 
@@ -172,7 +172,7 @@ def _reference_loss(nets, params, state, batch, plan, config):
   """docs/method.md#adautomix for N >= 3 written out pass by pass, as the original runs it (N clean teacher passes)."""
   options = config.adautomix
   x, y = batch["images"], batch["labels"]
-  teacher_params = jax.lax.stop_gradient(state.ema_params)
+  teacher_params = jax.lax.stop_gradient(state.ema["params"])
 
   def run(variables_params, stats, images):
     output, updates = nets.classifier.apply(
@@ -180,7 +180,7 @@ def _reference_loss(nets, params, state, batch, plan, config):
     )
     return output, updates["batch_stats"]
 
-  clean, k_stats = run(teacher_params, state.batch_stats["teacher"], x)
+  clean, k_stats = run(teacher_params, state.ema["batch_stats"], x)
   features = jax.lax.stop_gradient(clean.stages[config.generator.feature_stage])
   masks = lambda perms, lams: nets.generator.apply({"params": params["generator"]}, features[perms], lams)[1]
   m_mb = masks(plan.mb_perms, plan.mb_lams)
@@ -220,7 +220,8 @@ def optax_ce(logits, labels):
 def test_three_image_step_matches_the_spec_written_out(tfds_dir, step_index, lam1):
   config, method, nets, _, state, batch = _tiny_setup(tfds_dir, **{"adautomix.num_mix": 3})
   state = state.replace(step=jnp.int32(step_index))
-  state = state.replace(ema_params=jax.tree.map(lambda p: p * 0.9 + 0.01, state.ema_params))  # A distinct teacher.
+  teacher = jax.tree.map(lambda p: p * 0.9 + 0.01, state.ema["params"])
+  state = state.replace(ema={**state.ema, "params": teacher})  # A distinct teacher.
   plan = method.sample_plan(jax.random.key(3), state.step, 6, 3)
   if lam1 is not None:  # lambda_1 below lam_margin: the classifier batch uses constant masks.
     plan = plan.replace(mb_lams=jnp.array([lam1, 0.5, 0.49]), bb_lams=jnp.array([lam1, 0.5, 0.49]))
@@ -249,7 +250,7 @@ def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
 
   def compiled(num_devices):
     mesh = sharding.make_mesh(num_devices)
-    train_step = steps.make_train_step(method, nets, tx, config, info, mesh, total_steps=100)
+    train_step = steps.make_train_step(method, nets, tx, EMAOptions.from_config(config), info, mesh, total_steps=100)
     return lambda shard: jax.device_get(
       train_step(
         jax.device_put(jax.tree.map(jnp.copy, initial), sharding.replicated(mesh)), sharding.shard_batch(mesh, shard)
@@ -260,7 +261,7 @@ def test_eight_devices_each_mix_their_shard_and_average_gradients(tfds_dir):
   one_device = compiled(1)
   singles = [one_device({k: v[6 * i : 6 * i + 6] for k, v in batch.items()}) for i in range(8)]
   mean = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *singles)
-  for name in ("params", "ema_params", "batch_stats"):
+  for name in ("params", "ema", "batch_stats"):
     _assert_tree_matches(getattr(eight, name), getattr(mean, name), name)
 
 

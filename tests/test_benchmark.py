@@ -29,7 +29,7 @@ def test_benchmark_tiny_preset_writes_results(tfds_dir, tmp_path):
 
 @pytest.mark.parametrize("model", sorted(benchmark.MODELS))
 def test_each_benchmarked_model_is_a_valid_run_at_its_input_size(tfds_dir, model):
-  from adamix_jax.config import validate
+  from adamix_jax.validation import validate
 
   narrow = benchmark.MODELS[model].narrow_width or 16
   for preset, width in (("cpu", narrow), ("cpu_full", 0), ("accelerator", 0)):

@@ -92,7 +92,7 @@ def test_a_run_saved_before_a_config_key_existed_groups_with_its_defaults(tfds_d
   """A workdir's saved config lacking a key (an older version's run) reads as that key's default."""
   import shutil
 
-  from conftest import tiny_config
+  from helpers import tiny_config
 
   from adamix_jax import train
 

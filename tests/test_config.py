@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from adamix_jax.config import ConfigError, base_config, validate
+from adamix_jax.config import ConfigError, base_config
+from adamix_jax.validation import validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +25,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("loss.dm.mode", "most", "Valid choices: both, less, more"),
     ("loss.dm.eta", 0.1, "needs a mixing method"),
     ("mixup.alpha", 0.0, "config.mixup.alpha = 0.0 must be > 0"),
-    ("mixup.manifoldmix_stages", (0, 3), "must be a subset of \\(0, 1, 2\\)"),
+    ("mixup.manifoldmix_stages", (0, 3), "must be a non-empty subset of \\(0, 1, 2\\)"),
+    ("adautomix.beta", 1.5, "config.adautomix.beta = 1.5 must lie in [0, 1]"),
+    ("adautomix.mixup_ratio", -0.1, "config.adautomix.mixup_ratio = -0.1 must lie in"),
+    ("adautomix.lam_margin", 2.0, "config.adautomix.lam_margin = 2.0 must lie in"),
+    ("adautomix.num_mix", 1, "config.adautomix.num_mix = 1 must be >= 2"),
+    ("automix.mask_loss", -1.0, "config.automix.mask_loss = -1.0 must be >= 0"),
+    ("generator.upsample_mode", "cubic", "Valid choices: bilinear, nearest"),
+    ("data.randaugment.operations", ("Blur",), "has 'Blur', which is not known"),
+    ("semisup.strong.cutout.fill", (1, 2), "config.semisup.strong.cutout.fill = \\(1, 2\\) must be three values"),
     ("model.name", "resnet19", "cifar_resnet18"),
     ("data.name", "cifar1000", "cifar100"),
     ("model.init", "xavier", "flax, official"),
@@ -33,7 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("optimizer.name", "lamb", "Valid choices: adamw, sgd"),
     ("optimizer.schedule", "step", "Valid choices: cosine_per_epoch, cosine_per_step"),
     ("optimizer.warmup_epochs", 5.0, "needs config.optimizer.schedule = 'cosine_per_step'"),
-    ("optimizer.warmup_ratio", 0.0, "must be in \\(0, 1"),
+    ("optimizer.warmup_ratio", 0.0, "must lie in \\(0, 1"),
     ("model.window", 7, "applies to swin_t, not cifar_resnet18"),
     ("model.drop_path", 0.1, "applies to deit_s, swin_t, convnext_t, convnext_t_cifar, not cifar_resnet18"),
     ("loss.label_smoothing", 1.0, "config.loss.label_smoothing = 1.0 must lie in"),
@@ -43,7 +52,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   ],
 )
 def test_bad_values_are_rejected_with_choices(key, value, message):
+  """Each part checks what it reads: the method's own options are checked on a run of that method."""
   config = base_config()
+  config.method = {"mixup": "manifoldmix", "adautomix": "adautomix", "automix": "automix"}.get(key.split(".")[0], "erm")
+  if key.startswith("generator"):
+    config.method = "adautomix"
   parent, _, leaf = key.rpartition(".")
   (config[parent] if parent else config)[leaf] = value
   with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -7,12 +7,13 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from helpers import tiny_config
 
 from adamix_jax import data
-from adamix_jax.config import ConfigError, base_config, validate
+from adamix_jax.config import ConfigError, base_config
 from adamix_jax.data.input_pipeline import stream_seed
 from adamix_jax.images import denormalize, normalize
+from adamix_jax.validation import validate
 
 
 def _pipeline(config):

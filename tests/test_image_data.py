@@ -6,12 +6,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from helpers import tiny_config
 
 from adamix_jax import data
-from adamix_jax.config import ConfigError, validate
+from adamix_jax.config import ConfigError
 from adamix_jax.data import augment
 from adamix_jax.data.prepare_tiny_imagenet import prepare
+from adamix_jax.validation import validate
 
 CLASSES = ("boeing", "airbus", "cessna")
 

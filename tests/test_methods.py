@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_run
+from helpers import tiny_config, tiny_run
 
 from adamix_jax import data, gallery, losses, methods, mixing, sharding
 from adamix_jax.images import denormalize, normalize
@@ -31,20 +31,21 @@ def test_each_static_mixup_trains_a_step(tfds_dir, batch, name):
   assert any(jax.tree.leaves(changed))
 
 
-def test_dm_and_label_smoothing_options_select_the_loss(tfds_dir):
+def test_dm_and_label_smoothing_options_select_the_loss():
+  """Built from their options alone: no config, no dataset."""
   logits = jax.random.normal(jax.random.key(0), (6, 10))
   labels = np.array([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]])
   lams = np.stack([np.full(6, 0.3), np.full(6, 0.7)])
-  plain = methods.METHODS["cutmix"](tiny_config(tfds_dir)).mixed_loss(logits, labels, lams)
+  Options = methods.CutMix.Options
+  plain = methods.CutMix(Options.defaults()).mixed_loss(logits, labels, lams)
   assert float(plain) == pytest.approx(float(losses.mixup_cross_entropy(logits, labels, lams)))
-  options = {"loss.dm.eta": 0.1, "loss.dm.mode": "less", "loss.dm.lam_power": 0.5}
-  dm = methods.METHODS["cutmix"](tiny_config(tfds_dir, **options)).mixed_loss(logits, labels, lams)
+  dm_options = losses.DecoupledMixupOptions.defaults(eta=0.1, mode="less", lam_power=0.5)
+  dm = methods.CutMix(Options.defaults(dm=dm_options)).mixed_loss(logits, labels, lams)
   expected = losses.decoupled_mixup_loss(logits, labels, lams, eta=0.1, mode="less", lam_power=0.5)
   assert float(dm) == pytest.approx(float(expected)) and float(dm) > float(plain)
-  smoothing = {"loss.label_smoothing": 0.1}
-  smooth = methods.METHODS["cutmix"](tiny_config(tfds_dir, **smoothing)).mixed_loss(logits, labels, lams)
+  smooth = methods.CutMix(Options.defaults(label_smoothing=0.1)).mixed_loss(logits, labels, lams)
   assert float(smooth) == pytest.approx(float(losses.mixup_cross_entropy(logits, labels, lams, label_smoothing=0.1)))
-  erm = methods.METHODS["erm"](tiny_config(tfds_dir, **smoothing))
+  erm = methods.ERM(methods.ERM.Options.defaults(label_smoothing=0.1))
   expected = losses.cross_entropy(logits, labels[0], label_smoothing=0.1)
   assert float(erm.cross_entropy(logits, labels[0])) == pytest.approx(float(expected)) and float(smooth) != float(plain)
 
@@ -73,7 +74,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_losses(tfds_dir, batch):
     config = tiny_config(tfds_dir, method="adautomix", batch_size=8, **{"model.dtype": dtype})
     mesh, _, state, train_step = tiny_run(config)
     state, metrics = train_step(state, sharding.shard_batch(mesh, batch))
-    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves((state.params, state.ema_params)))
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves((state.params, state.ema)))
     assert metrics["loss"].dtype == np.float32
     losses_by_dtype[dtype] = float(metrics["loss"])
   assert losses_by_dtype["bfloat16"] == pytest.approx(losses_by_dtype["float32"], rel=0.05)

@@ -16,8 +16,9 @@ from test_image_data import write_folder_dataset
 from test_pretrained import _torchvision_state
 
 from adamix_jax import data, sharding, train
-from adamix_jax.config import ConfigError, set_path, validate
+from adamix_jax.config import ConfigError, set_path
 from adamix_jax.experiment import make_experiment
+from adamix_jax.validation import validate
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -103,9 +104,9 @@ def test_fine_grained_run_starts_from_the_pretrained_backbone(folder_dir, tmp_pa
   state = make_experiment(config, info, sharding.make_mesh(1)).init()
   stem = np.asarray(state.params["classifier"]["backbone"]["stem_conv"]["kernel"])
   np.testing.assert_array_equal(stem, weights["conv1.weight"].transpose(2, 3, 1, 0))
-  np.testing.assert_array_equal(state.ema_params["backbone"]["stem_conv"]["kernel"], stem)  # The teacher too.
+  np.testing.assert_array_equal(state.ema["params"]["backbone"]["stem_conv"]["kernel"], stem)  # The teacher too.
   var = weights["layer4.1.bn2.running_var"]
-  np.testing.assert_array_equal(state.batch_stats["teacher"]["backbone"]["stage4_block2"]["BatchNorm_1"]["var"], var)
+  np.testing.assert_array_equal(state.ema["batch_stats"]["backbone"]["stage4_block2"]["BatchNorm_1"]["var"], var)
   summary = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["steps"] == 5 and np.isfinite(summary["reported_top1"])
   with open(tmp_path / "run" / "metrics.jsonl") as f:

@@ -4,13 +4,14 @@ import matplotlib.cbook
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from helpers import tiny_config
 from PIL import Image, ImageEnhance, ImageOps
 
 from adamix_jax import data
-from adamix_jax.config import ConfigError, validate
+from adamix_jax.config import ConfigError
 from adamix_jax.data import fashion_mnist_subset
 from adamix_jax.data import rand_augment as ra
+from adamix_jax.validation import validate
 
 FILL = (128, 64, 200)
 

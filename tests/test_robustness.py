@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
-from adamix_jax import data, evaluate, robustness, train, visualize
+from adamix_jax import data, evaluate, robustness, train
+from adamix_jax.experiment import load_run
 
 
 def test_calibration_against_hand_computed_values():
@@ -133,7 +134,8 @@ def test_a_workdir_without_checkpoint_says_so(tmp_path, capsys):
 
 def test_the_corruption_suite_released_and_generated_and_the_mce(trained, tmp_path, capsys):
   workdir, summary = trained
-  config, info, *_ = visualize.load_run(workdir)
+  run = load_run(workdir)
+  config, info = run.config, run.info
   images, labels = data.InputPipeline(config, info).first_eval_examples(info.num_eval)
   # A set in the released layout whose every severity is the clean test split: each top-1 is the clean one.
   np.save(tmp_path / "labels.npy", np.tile(labels, 5))

@@ -9,7 +9,7 @@ import pytest
 
 from adamix_jax import schedules
 from adamix_jax.config import base_config
-from adamix_jax.train_state import ema_update, make_optimizer
+from adamix_jax.train_state import OptimizerOptions, ema_update, make_optimizer
 
 
 def test_cosine_per_epoch_matches_mmcv_formula():
@@ -55,7 +55,7 @@ def test_optimizer_is_pytorch_sgd_with_per_group_learning_rates():
   config.optimizer.lr, config.optimizer.min_lr, config.optimizer.weight_decay = 0.1, 0.01, 1e-2
   config.optimizer.generator.lr, config.optimizer.generator.min_lr = 0.5, 0.0  # Momentum and decay: shared.
   params = {"classifier": {"w": jnp.array([1.0, -2.0])}, "generator": {"v": jnp.array([3.0])}}
-  tx = make_optimizer(config, params, steps_per_epoch=2)
+  tx = make_optimizer(OptimizerOptions.from_config(config), params, steps_per_epoch=2)
   state = tx.init(params)
   rng = np.random.default_rng(0)
   grads_seq = [{"classifier": {"w": rng.normal(size=2)}, "generator": {"v": rng.normal(size=1)}} for _ in range(6)]
@@ -104,7 +104,7 @@ def test_adamw_with_the_transformer_decay_mask_warmup_and_global_clipping():
   params = {
     "classifier": {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "pos_embed": jnp.ones((1, 3, 2))}
   }
-  tx = make_optimizer(config, params, steps_per_epoch=2)
+  tx = make_optimizer(OptimizerOptions.from_config(config), params, steps_per_epoch=2)
   state = tx.init(params)
   rng = np.random.default_rng(0)
   grads_seq = [jax.tree.map(lambda p: 3 * rng.normal(size=p.shape), params) for _ in range(6)]

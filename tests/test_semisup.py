@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
-from adamix_jax import compare, data, losses, schedules, sharding, steps, train
+from adamix_jax import compare, data, losses, schedules, sharding, steps, train, validation
 from adamix_jax import config as config_lib
 from adamix_jax.data import labeled_subset, sources
 from adamix_jax.experiment import make_experiment
@@ -100,14 +100,14 @@ def test_the_workdir_keeps_the_labels_and_refuses_another_set(tfds_dir, tmp_path
    ({"semisup.num_labeled": 0, "semisup.labeled_indices": "/nonexistent.json"}, "is not a file"),
    ({"semisup.labeled_indices": "/nonexistent.json"}, "both choose the labeled set"),
    ({"semisup.threshold": 0.0}, "must lie in \\(0, 1\\]"),
-   ({"semisup.mix_ramp": "linear"}, "Valid choices: compound, cosine"),
+   ({"method": "dmixmatch", "loss.dm.eta": 1.0, "semisup.mix_ramp": "linear"}, "Valid choices: compound, cosine"),
    ({"semisup.strong.randaugment.level": 40.0}, "semisup.strong.randaugment.level = 40.0 exceeds"),
    ({"batch_size": 6, "num_devices": 4}, "not divisible by the 4 devices")],
 )  # fmt: skip
 def test_semisup_config_mistakes_are_caught_by_validate(tfds_dir, overrides, match):
   config = semisup_config(tfds_dir, **overrides)
   with pytest.raises(config_lib.ConfigError, match=match):
-    config_lib.validate(config, config.num_devices or 4)
+    validation.validate(config, config.num_devices or 4)
 
 
 def test_more_labels_than_the_split_is_a_one_line_error_before_compiling(tfds_dir, tmp_path):
@@ -248,7 +248,9 @@ def test_a_step_on_8_devices_compiles_once_and_logs_every_term(tfds_dir, method)
   experiment = make_experiment(config, info, mesh)
   labeled = labeled_subset.choose_balanced(sources.train_labels(config), 20, 10, seed=0)
   pipeline = data.SubsetPipeline(config, info, labeled, experiment.steps_per_epoch, unlabeled=True)
-  train_step = steps.make_train_step(experiment.method, experiment.nets, experiment.tx, config, info, mesh, 100)
+  train_step = steps.make_train_step(
+    experiment.method, experiment.nets, experiment.tx, experiment.parts.ema, info, mesh, 100
+  )
   state = experiment.init()
   for batch in list(pipeline.train_batches(0))[:2]:
     state, metrics = train_step(state, sharding.shard_batch(mesh, batch))

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_run
+from helpers import tiny_config, tiny_run
 
 from adamix_jax import data, schedules, sharding, steps
 
@@ -33,7 +33,7 @@ def test_eight_devices_with_synced_batch_norm_equal_one_device(tfds_dir, batches
   one, metrics_one = _run(tiny_config(tfds_dir, num_devices=1, **overrides), batches)
   eight, metrics_eight = _run(tiny_config(tfds_dir, num_devices=8, **overrides), batches)
   assert int(one.step) == int(eight.step) == 3
-  for name in ("params", "ema_params", "batch_stats"):
+  for name in ("params", "ema", "batch_stats"):
     chex.assert_trees_all_close(getattr(one, name), getattr(eight, name), rtol=2e-4, atol=2e-5)
   # The momentum buffers sum three steps of gradients reduced in a different order: float32 round-off
   # reaches a few 1e-5 on entries of order 1e-3.
@@ -56,7 +56,7 @@ def test_without_sync_each_device_normalises_its_own_shard(tfds_dir, batches):
     state, metrics = train_step(jax.tree.map(jnp.copy, initial), sharding.shard_batch(mesh, shard))
     singles.append(jax.device_get((state, metrics)))
   mean_state = jax.tree.map(lambda *xs: np.mean(xs, axis=0), *[state for state, _ in singles])
-  for name in ("params", "ema_params", "batch_stats"):
+  for name in ("params", "ema", "batch_stats"):
     chex.assert_trees_all_close(getattr(eight, name), getattr(mean_state, name), rtol=1e-4, atol=1e-6)
   assert metrics_eight["loss"] == pytest.approx(np.mean([m["loss"] for _, m in singles]), rel=1e-5)
 
@@ -71,10 +71,10 @@ def test_tracked_ema_follows_the_new_parameters_and_statistics_and_compiles_once
   after = jax.device_get(state)
   rate = float(schedules.ema_rate(0, 100, config.ema.momentum, config.ema.end_momentum, config.ema.adjust_start))
   ema = lambda t, o: (1 - rate) * t + rate * o
-  expected = jax.tree.map(ema, initial.ema_params, after.params["classifier"])
-  chex.assert_trees_all_close(after.ema_params, expected, rtol=1e-6, atol=1e-7)
-  expected = jax.tree.map(ema, initial.batch_stats["teacher"], after.batch_stats["classifier"])
-  chex.assert_trees_all_close(after.batch_stats["teacher"], expected, rtol=1e-6, atol=1e-7)
+  expected = jax.tree.map(ema, initial.ema["params"], after.params["classifier"])
+  chex.assert_trees_all_close(after.ema["params"], expected, rtol=1e-6, atol=1e-7)
+  expected = jax.tree.map(ema, initial.ema["batch_stats"], after.batch_stats["classifier"])
+  chex.assert_trees_all_close(after.ema["batch_stats"], expected, rtol=1e-6, atol=1e-7)
   for batch in batches[1:]:
     state, _ = train_step(state, sharding.shard_batch(mesh, batch))
   assert int(jax.device_get(state.step)) == 3
@@ -85,7 +85,7 @@ def test_methods_without_a_teacher_keep_no_ema_unless_asked(tfds_dir, batches):
   """ERM by default: no EMA network in the state, and evaluation reports the online network only."""
   config = tiny_config(tfds_dir, batch_size=16)
   mesh, experiment, state, train_step = tiny_run(config)
-  assert state.ema_params is None and set(state.batch_stats) == {"classifier"}
+  assert state.ema is None and set(state.batch_stats) == {"classifier"}
   state, _ = train_step(state, sharding.shard_batch(mesh, batches[0]))
   info = data.data_info(config)
   eval_step = steps.make_eval_step(experiment.method, experiment.nets, info, mesh)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
 from adamix_jax import train
 

@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
 from adamix_jax import models
-from adamix_jax.config import ConfigError, validate
+from adamix_jax.config import ConfigError
 from adamix_jax.models import swin
 from adamix_jax.models.transformer_layers import DropPath, drop_path_rates
+from adamix_jax.validation import validate
 
 
 def _shapes(name, size, classes=1000, **kwargs):
@@ -183,7 +184,7 @@ def test_a_feature_tap_the_backbone_lacks_lists_the_valid_ones(tfds_dir):
   from adamix_jax import data, methods
 
   config = tiny_config(tfds_dir, method="adautomix", **{"generator.feature_stage": 7})
-  method = methods.METHODS["adautomix"](config, total_steps=10)
+  method = methods.METHODS["adautomix"].from_config(config, total_steps=10)
   classifier = models.make_classifier("cifar_resnet18", 10, method.head_names, width=4)
   with pytest.raises(ConfigError, match=r"Valid choices .*2: \(7, 7, 16\), 3: \(4, 4, 32\)\."):
     method.make_networks(classifier, data.data_info(config).image_shape)
@@ -194,7 +195,7 @@ def test_drop_path_is_on_in_every_training_pass_of_a_step(tfds_dir):
   """A small DeiT on 32x32 images trains one step of a static mixup on 8 devices with drop path: every pass
   gets its key (a pass without one would fail), and dropping changes the step's loss. (AdAutoMix's passes
   with drop path, which include ERM's `train_pass`: the tiny-variant test below.)"""
-  from conftest import tiny_run
+  from helpers import tiny_run
 
   from adamix_jax import data, sharding
 
@@ -226,7 +227,7 @@ TINY_BACKBONES = {
 def test_a_tiny_variant_of_each_backbone_trains_adautomix_on_8_devices_and_compiles_once(tfds_dir, name):
   """Two AdAutoMix steps (N = 2, the lambda channel, nearest upsampling, drop path) on 8 devices: one
   compilation, finite losses, every classifier parameter moved and the generator trained."""
-  from conftest import tiny_run
+  from helpers import tiny_run
 
   from adamix_jax import data, sharding
 
@@ -253,7 +254,7 @@ def test_the_deit_recipe_draws_cutmix_or_mixup_per_batch(tfds_dir):
   from adamix_jax import methods
 
   config = tiny_config(tfds_dir, method="deit", **{"mixup.cutmix_prob": 0.7})
-  method = methods.METHODS["deit"](config)
+  method = methods.METHODS["deit"].from_config(config)
   images, labels = jax.random.normal(jax.random.key(0), (4, 16, 16, 3)), jnp.arange(4)
   boxes, mix = 0, jax.jit(method.mix)
   for seed in range(60):
@@ -285,7 +286,7 @@ def test_transmix_lambda_is_half_area_half_attention_on_the_own_patches():
 
 
 def test_transmix_reweights_cutmix_by_the_sown_class_attention_and_trains(tfds_dir):
-  from conftest import tiny_run
+  from helpers import tiny_run
 
   from adamix_jax import data, methods, sharding
   from adamix_jax.methods.static_mixup import transmix_lambda
@@ -300,7 +301,7 @@ def test_transmix_reweights_cutmix_by_the_sown_class_attention_and_trains(tfds_d
   batch = next(iter(data.InputPipeline(config, data.data_info(config)).train_batches(0)))
   images = jnp.asarray(batch["images"], jnp.float32) / 255
   variables = {"params": state.params["classifier"], "batch_stats": state.batch_stats["classifier"]}
-  method = methods.METHODS["transmix"](config)
+  method = methods.METHODS["transmix"].from_config(config)
   key = jax.random.key(3)
   forward = jax.jit(lambda variables, batch, key: method.forward(experiment.nets, variables, batch, key, None))
   _, labels, lams, _ = forward(variables, {"images": images, "labels": batch["labels"]}, key)
@@ -332,7 +333,7 @@ def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(tfds_dir):
   """bf16 activations; float32 parameters, optimiser state, EMA network and losses: three AdamW steps of a
   tiny DeiT stay within a few percent of the float32 run's losses and parameters."""
   name = "deit_s"
-  from conftest import tiny_run
+  from helpers import tiny_run
 
   from adamix_jax import data, sharding
 
@@ -353,7 +354,7 @@ def test_bfloat16_compute_stays_close_to_float32_over_a_few_steps(tfds_dir):
       state, metrics = train_step(state, sharding.shard_batch(mesh, batch))
       assert metrics["loss"].dtype == jnp.float32
       losses[dtype].append(float(metrics["loss"]))
-    floats = jax.tree.leaves((state.params, state.ema_params, state.opt_state))
+    floats = jax.tree.leaves((state.params, state.ema, state.opt_state))
     assert all(leaf.dtype == jnp.float32 for leaf in floats if jnp.issubdtype(leaf.dtype, jnp.floating))
     params[dtype] = jax.device_get(state.params)
   np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from helpers import tiny_config
 
 from adamix_jax import data, mixing, sharding, train, visualize
-from adamix_jax.experiment import make_experiment
+from adamix_jax.experiment import load_run, make_experiment
 
 
 def _tensorboard_images(workdir):
@@ -54,7 +54,8 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
   assert result.masks.shape == (5, 28, 28, 3) and result.masks.min() >= 0
   np.testing.assert_allclose(result.masks.sum(axis=-1), 1.0, rtol=1e-5)
   # The picture's structure number is the masks' (same fixed key, so the same plan), of the saved state.
-  config_saved, _, _, nets_saved, saved = visualize.load_run(workdir)
+  run = load_run(workdir)
+  config_saved, nets_saved, saved = run.config, run.experiment.nets, run.state
   images, labels = data.InputPipeline(config_saved, info).first_eval_examples(6)
   previewer = visualize.make_previewer(method, nets_saved, info, config.seed)
   _, at_step_10 = visualize.render(previewer, saved, images, labels, info)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from adamix_jax.config import validate
+from adamix_jax.validation import validate
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 sys.path.insert(0, CONFIGS)

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from adamix_jax import train
@@ -142,6 +142,23 @@ def test_a_workdir_of_another_method_is_refused_with_what_differs(tfds_dir, tmp_
   train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=1), str(tmp_path))
   with pytest.raises(WorkdirError, match="method: 'erm' -> 'mixup'"):
     train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=2, method="mixup"), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+  "change, message",
+  [
+    ({"optimizer.name": "adamw"}, r"differs: opt_state/.* absent saved, .* now.*optimizer.name: 'sgd' -> 'adamw'"),
+    ({"model.width": 8}, r"batch_stats/classifier/.* \(4,\) saved, \(8,\) now.* and \d+ more.*model.width: 4 -> 8"),
+  ],
+)  # fmt: skip
+def test_a_workdir_whose_state_has_other_arrays_is_refused_with_what_differs(tfds_dir, tmp_path, change, message):
+  """The saved arrays' names and shapes are compared with the new run's (from the checkpoint's metadata), so
+  any setting that changes the state is caught, with the config keys that differ, before anything trains."""
+  train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=1), str(tmp_path))
+  with pytest.raises(WorkdirError, match=message) as refused:
+    train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=2, **change), str(tmp_path))
+  assert "\n" not in str(refused.value) and "Use another --workdir" in str(refused.value)
+  assert _steps(str(tmp_path)) == [10]
 
 
 def test_a_finished_run_rerun_says_so_and_writes_nothing(tfds_dir, tmp_path, capsys):

@@ -10,9 +10,10 @@ Inputs are uint8 images [H, W, C] or encoded image bytes (JPEG, PNG, ...); outpu
 
 import math
 
-import tensorflow as tf
-
+from adamix_jax import quiet
 from adamix_jax.data import rand_augment
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 AUGMENTATIONS = ("crop_flip", "random_resized_crop")
 RESIZE_METHODS = ("bilinear", "bicubic")
@@ -97,18 +98,13 @@ def train_image(image: tf.Tensor, seed: tf.Tensor, data_config, size: int, encod
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
   if data_config.flip:
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-  options = data_config.randaugment
-  if options.num_ops:
-    policy = rand_augment.Policy(
-      options.num_ops, options.level, options.max_level, options.prob, options.negate_prob,
-      tuple(options.operations), tuple(options.fill), options.level_std,
-    )  # fmt: skip
+  policy = rand_augment.Policy.from_config(data_config, "randaugment")
+  if policy.num_ops:
     image = rand_augment.rand_augment(image, tf.random.experimental.stateless_fold_in(seed, 1), policy)
-  if data_config.cutout.size:
+  cut = rand_augment.CutoutOptions.from_config(data_config, "cutout")
+  if cut.size:
     cutout_seed = tf.random.experimental.stateless_fold_in(seed, 2)
-    image = rand_augment.cutout(
-      image, cutout_seed, data_config.cutout.size, tuple(data_config.cutout.fill), data_config.cutout.prob
-    )
+    image = rand_augment.cutout(image, cutout_seed, cut.size, cut.fill, cut.prob)
   return image
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from adamix_jax import quiet
 from adamix_jax.data import augment
 from adamix_jax.data.datasets import DATASETS
 from adamix_jax.data.sources import (
@@ -24,6 +24,8 @@ from adamix_jax.data.sources import (
   split_with_limit,
   yields_encoded_images,
 )
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 def stream_seed(seed: int, epoch: int, slice_index: int, *stream: int) -> np.ndarray:

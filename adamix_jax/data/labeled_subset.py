@@ -12,7 +12,10 @@ import os
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
+
+from adamix_jax import quiet
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 FILENAME = "labeled_indices.json"
 

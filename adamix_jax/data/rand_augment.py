@@ -20,7 +20,12 @@ is itself drawn, from a normal around `level` clipped to [0, max_level] (timm's 
 import dataclasses
 import math
 
-import tensorflow as tf
+from adamix_jax import quiet
+from adamix_jax.config import ConfigError
+from adamix_jax.options import Options, colour, each, non_negative, one_of, option, positive, unit_interval
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
+
 
 # name -> (low, high, kind). kind: "none" (no argument), "factor" (PIL enhance factor 1 +/- value),
 # "signed" (rotation degrees, shear, translation as a fraction of the side: value or -value), "plain".
@@ -43,8 +48,9 @@ FIXMATCH_OPERATIONS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Policy:
-  """A RandAugment policy (OpenMixup's `RandAugment` with the FixMatch operations by default).
+class Policy(Options):
+  """A RandAugment policy (OpenMixup's `RandAugment` with the FixMatch operations by default): the options
+  `config.data.randaugment` (and `config.semisup.strong.randaugment`).
 
   Attributes:
     num_ops: operations drawn per image (with replacement); 0 turns RandAugment off.
@@ -52,19 +58,35 @@ class Policy:
     max_level: the level of the far end of every range.
     prob: probability that each drawn operation is applied.
     negate_prob: probability that a directed operation (and an enhance factor's offset) is negated.
-    operations: names of FIXMATCH_OPERATIONS to draw from.
+    operations: names of FIXMATCH_OPERATIONS to draw from; (): all of them.
     fill: the colour of pixels that a geometric operation brings in from outside the image.
     level_std: standard deviation of each operation's level around `level` (0: every operation at `level`).
   """
 
-  num_ops: int = 3
-  level: float = 30.0
-  max_level: float = 30.0
-  prob: float = 0.5
-  negate_prob: float = 0.5
-  operations: tuple[str, ...] = tuple(FIXMATCH_OPERATIONS)
-  fill: tuple[int, ...] = (128, 128, 128)
-  level_std: float = 0.0
+  section = "data.randaugment"
+  num_ops: int = option("num_ops", non_negative, default=3)
+  level: float = option("level", non_negative, default=30.0)
+  max_level: float = option("max_level", positive, default=30.0)
+  prob: float = option("prob", unit_interval, default=0.5)
+  negate_prob: float = option("negate_prob", unit_interval, default=0.5)
+  operations: tuple[str, ...] = option("operations", each(one_of(FIXMATCH_OPERATIONS)), default=())
+  fill: tuple[int, ...] = option("fill", colour, default=(128, 128, 128))
+  level_std: float = option("level_std", non_negative, default=0.0)
+
+  def check(self):
+    if self.level > self.max_level:
+      raise ConfigError(f"{self.key('level')} = {self.level} exceeds max_level = {self.max_level}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CutoutOptions(Options):
+  """Cutout (`config.data.cutout`, `config.semisup.strong.cutout`): one size x size square of `fill`,
+  cut with probability `prob`; size 0 is off."""
+
+  section = "data.cutout"
+  size: int = option("size", non_negative)
+  fill: tuple[int, ...] = option("fill", colour)
+  prob: float = option("prob", unit_interval)
 
 
 def _float(image: tf.Tensor) -> tf.Tensor:
@@ -245,7 +267,7 @@ def _operation_value(name: str, negate: tf.Tensor, level, policy: Policy):
 def _random_operation(image: tf.Tensor, seed: tf.Tensor, policy: Policy) -> tf.Tensor:
   """One RandAugment draw: an operation chosen uniformly, applied with probability `policy.prob`."""
   choice_seed, apply_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-  names = list(policy.operations)
+  names = list(policy.operations or FIXMATCH_OPERATIONS)
   index = tf.random.stateless_uniform([], choice_seed, 0, len(names), dtype=tf.int32)
   negate = tf.random.stateless_uniform([], sign_seed) < policy.negate_prob
   level = policy.level

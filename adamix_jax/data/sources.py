@@ -16,15 +16,17 @@ import urllib.parse
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging as absl_logging
 
+from adamix_jax import quiet
 from adamix_jax.data import (
   fashion_mnist_subset,  # noqa: F401  (registers the embedded builder)
   image_folder,
 )
 from adamix_jax.data.datasets import DATASETS, DatasetSpec
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 def keep_tensorflow_on_the_host() -> None:

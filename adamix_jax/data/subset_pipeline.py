@@ -18,12 +18,14 @@ from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
+from adamix_jax import quiet
 from adamix_jax.data import augment
 from adamix_jax.data.datasets import DATASETS
 from adamix_jax.data.input_pipeline import InputPipeline, input_slices, load_split_slice, stream_seed
 from adamix_jax.data.sources import DataInfo
+
+tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 LABELED, UNLABELED = 1, 2  # Stream ids, mixed into each stream's seed.
 

@@ -1,4 +1,7 @@
-"""Training methods, selectable by `config.method`: a name -> Method class registry."""
+"""Training methods, selectable by `config.method`: a name -> Method class registry.
+
+method = METHODS[config.method].from_config(config, total_steps)   # its options read and checked
+"""
 
 from adamix_jax.methods.adautomix import AdAutoMix
 from adamix_jax.methods.automix import AutoMix
@@ -37,6 +40,13 @@ METHODS: dict[str, type[Method]] = {
   )  # fmt: skip
 }
 
+
+def reported_head(method: str, report: str = "auto") -> str:
+  """The "<online|ema>/<head>" whose median top-1 is a run's reported number: `report` (config.eval.report),
+  or for "auto" the method's own (`Method.reported`)."""
+  return METHODS[method].reported if report == "auto" else report
+
+
 __all__ = [
   "METHODS",
   "ERM",
@@ -51,4 +61,5 @@ __all__ = [
   "Method",
   "Networks",
   "StaticMixup",
+  "reported_head",
 ]

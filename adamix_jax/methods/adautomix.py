@@ -15,15 +15,35 @@ their BN updates; those logits equal the clean pass's permuted (BN is permutatio
 and the N running-statistics updates are replayed arithmetically (`replay_batch_norm_update`).
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators
+from adamix_jax.methods.base import SupervisedOptions
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
 from adamix_jax.mixing import mask_spatial_std, mix
 from adamix_jax.models.layers import replay_batch_norm_update
+from adamix_jax.options import at_least, one_of, option, positive, unit_interval
 
 COSINE_TERMS = ("minimize_similarity", "maximize_similarity")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdAutoMixOptions(SupervisedOptions):
+  """Everything AdAutoMix's loss reads (`config.adautomix`, the generator, mixup.alpha, label smoothing);
+  the official CIFAR defaults are base_config()'s."""
+
+  alpha: float = option("mixup.alpha", positive)  # Each source's lambda ~ Beta(alpha, alpha).
+  num_mix: int = option("adautomix.num_mix", at_least(2))  # N, images mixed per sample.
+  random_num: bool = option("adautomix.random_num")  # N uniform in {2, ..., num_mix} every iteration.
+  beta: float = option("adautomix.beta", unit_interval)  # Adversarial CE against the cosine term.
+  mixup_ratio: float = option("adautomix.mixup_ratio", unit_interval)  # N >= 3: vanilla N-mixup vs clean CE.
+  lam_margin: float = option("adautomix.lam_margin", unit_interval)  # Constant masks this close to 0 or 1.
+  adversarial_period: int = option("adautomix.adversarial_period", positive)  # Steps 0, P, 2P... adversarial.
+  cosine_term: str = option("adautomix.cosine_term", one_of(COSINE_TERMS))
+  generator: generators.GeneratorOptions = option("generator")
 
 
 def sample_plan(key: jax.Array, batch_size: int, num_mix: int, alpha: float) -> LearnedMixPlan:
@@ -55,24 +75,25 @@ def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Arra
 
 
 class AdAutoMix(LearnedMixup):
-  """Adversarial AutoMixup with the official defaults (config.adautomix, config.generator)."""
+  """Adversarial AutoMixup (its options: AdAutoMixOptions)."""
 
   name = "adautomix"
+  Options = AdAutoMixOptions
 
   @property
   def num_mix(self) -> int:
-    return self.config.adautomix.num_mix
+    return self.options.num_mix
 
   @property
   def lam_margin(self) -> float:
-    return self.config.adautomix.lam_margin
+    return self.options.lam_margin
 
   def default_plan(self, key, step, batch_size, num_mix):
     del step
-    return sample_plan(key, batch_size, num_mix, self.config.mixup.alpha)
+    return sample_plan(key, batch_size, num_mix, self.options.alpha)
 
   def make_generator(self, in_channels, scale_factor):
-    options = self.config.generator
+    options = self.options.generator
     return generators.AdaptiveMask(
       in_channels=in_channels,
       reduction=options.reduction,
@@ -93,7 +114,7 @@ class AdAutoMix(LearnedMixup):
     return masks, updates["batch_stats"]
 
   def loss(self, nets, params, state, batch, rng):
-    if not self.config.adautomix.random_num:
+    if not self.options.random_num:
       return super().loss(nets, params, state, batch, rng)
     # N uniform in {2, ..., num_mix} each iteration (the original's is_random): one branch per N, each
     # compiled once; only the drawn one runs.
@@ -109,7 +130,7 @@ class AdAutoMix(LearnedMixup):
     return jax.lax.switch(jax.random.randint(num_key, (), 0, len(choices)), branches, params)
 
   def loss_with_plan(self, nets, params, state, batch, plan, rng=None):
-    options = self.config.adautomix
+    options = self.options
     images, labels = batch["images"], batch["labels"]
     num = plan.mb_perms.shape[0]
     generated = self.generate(nets, params, state, images, plan, rng)
@@ -122,7 +143,7 @@ class AdAutoMix(LearnedMixup):
     similarity = jnp.mean(jnp.sum(plan.mb_lams[:, None] * cosines, axis=0))
     cosine_term = similarity if options.cosine_term == "minimize_similarity" else 1 - similarity
     teacher_stats = replay_batch_norm_update(
-      state.batch_stats["teacher"], generated.teacher_stats_after_clean, generated.teacher_stats, num
+      state.ema["batch_stats"], generated.teacher_stats_after_clean, generated.teacher_stats, num
     )
 
     # Classifier side: separate BN passes in the original's order (clean, [vanilla N-mix], mixed).

@@ -8,12 +8,27 @@ when lambda_bb is within `automix.lam_margin` of 0 or 1. The loss is
 always cooperative, with no cosine term; gradients reach the Mix Block only through the frozen teacher.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from adamix_jax import generators
+from adamix_jax.methods.base import SupervisedOptions
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
 from adamix_jax.mixing import mask_spatial_std
+from adamix_jax.options import non_negative, option, positive, unit_interval
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoMixOptions(SupervisedOptions):
+  """Everything AutoMix's loss reads (`config.automix`, the generator, mixup.alpha, label smoothing)."""
+
+  alpha: float = option("mixup.alpha", positive)  # lambda_mb, lambda_bb ~ Beta(alpha, alpha).
+  lam_margin: float = option("automix.lam_margin", unit_interval)  # Vanilla mixup this close to 0 or 1.
+  mask_loss: float = option("automix.mask_loss", non_negative)  # Weight of the mask loss.
+  mask_margin: float = option("automix.mask_margin", unit_interval)  # Area errors ignored up to this.
+  generator: generators.GeneratorOptions = option("generator")
 
 
 def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> LearnedMixPlan:
@@ -34,24 +49,26 @@ def sample_plan(key: jax.Array, batch_size: int, alpha: float) -> LearnedMixPlan
 
 
 class AutoMix(LearnedMixup):
-  """AutoMix with OpenMixup's CIFAR defaults (config.automix, config.generator)."""
+  """AutoMix (its options: AutoMixOptions; OpenMixup's CIFAR defaults are base_config()'s)."""
 
   name = "automix"
+  Options = AutoMixOptions
 
   @property
   def lam_margin(self) -> float:
-    return self.config.automix.lam_margin
+    return self.options.lam_margin
 
   def default_plan(self, key, step, batch_size, num_mix):
     del step, num_mix  # Always two images.
-    return sample_plan(key, batch_size, self.config.mixup.alpha)
+    return sample_plan(key, batch_size, self.options.alpha)
 
   def make_generator(self, in_channels, scale_factor):
+    options = self.options.generator
     return generators.MixBlock(
       in_channels=in_channels,
-      reduction=self.config.generator.reduction,
-      lam_concat=self.config.generator.lam_concat,
-      upsample_mode=self.config.generator.upsample_mode,
+      reduction=options.reduction,
+      lam_concat=options.lam_concat,
+      upsample_mode=options.upsample_mode,
       scale_factor=scale_factor,
     )
 
@@ -62,7 +79,7 @@ class AutoMix(LearnedMixup):
     return generator.apply(variables, features, lams[0]), None
 
   def loss_with_plan(self, nets, params, state, batch, plan, rng=None):
-    options = self.config.automix
+    options = self.options
     images, labels = batch["images"], batch["labels"]
     generated = self.generate(nets, params, state, images, plan, rng)
     mixed_logits_k = generated.mixed_teacher.logits["mix"]

@@ -14,6 +14,14 @@ import jax
 
 from adamix_jax import losses
 from adamix_jax.models import Classifier, ClassifierOutput
+from adamix_jax.options import Options, option, within
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedOptions(Options):
+  """What every supervised method reads: the label smoothing of its cross-entropies."""
+
+  label_smoothing: float = option("loss.label_smoothing", within(0, 1, high_open=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +33,10 @@ class Networks:
 
 
 class Method(abc.ABC):
-  """Base class. Subclasses set `name`, `head_names` and implement `loss`.
+  """Base class. Subclasses set `name`, `head_names`, their `Options` and implement `loss`.
+
+    method = AdAutoMix(AdAutoMix.Options.defaults(num_mix=2))   # from options alone, or
+    method = METHODS[config.method].from_config(config, total_steps)
 
   Attributes:
     name: the `config.method` that selects it.
@@ -36,7 +47,8 @@ class Method(abc.ABC):
     semi_supervised: the method learns from a labeled subset and an unlabeled stream (weak and strong views).
     accepts_dm: the method's mixup loss can be Decoupled Mixup (`config.loss.dm.eta > 0`).
     backbones: the `config.model.name`s the method can run on (None: any).
-    config: the run's configuration (methods read their options from it).
+    Options: the options class of the method: every config value its loss reads.
+    options: this method's options.
     total_steps: the run's training iterations (0 where not known).
   """
 
@@ -47,16 +59,19 @@ class Method(abc.ABC):
   semi_supervised: ClassVar[bool] = False
   accepts_dm: ClassVar[bool] = False
   backbones: ClassVar[tuple[str, ...] | None] = None
+  Options: ClassVar[type[Options]] = SupervisedOptions
 
-  def __init__(self, config, total_steps: int = 0):
+  def __init__(self, options: Options, total_steps: int = 0):
     """`total_steps`: the run's training iterations, for schedules a loss keeps (0: not known, e.g. previews)."""
-    self.config = config
+    if not isinstance(options, self.Options):
+      raise TypeError(f"{type(self).__name__} takes {self.Options.__name__}, not {type(options).__name__}.")
+    self.options = options
     self.total_steps = total_steps
 
   @classmethod
-  def keeps_ema(cls, config) -> bool:
-    """Whether a run of this method holds an EMA network: its teacher, or one asked for by config.ema.track."""
-    return cls.has_teacher or config.ema.track
+  def from_config(cls, config, total_steps: int = 0) -> "Method":
+    """The method with its options read from `config` (checked: ConfigError names a bad key)."""
+    return cls(cls.Options.from_config(config), total_steps)
 
   def make_networks(self, classifier: Classifier, image_shape: tuple[int, int, int]) -> Networks:
     """The modules of the method around `classifier` for images of `image_shape` (H, W, C)."""
@@ -80,12 +95,12 @@ class Method(abc.ABC):
     return None
 
   def cross_entropy(self, logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """losses.cross_entropy of logits [B, C] and int labels [B], with config.loss.label_smoothing."""
-    return losses.cross_entropy(logits, labels, label_smoothing=self.config.loss.label_smoothing)
+    """losses.cross_entropy of logits [B, C] and int labels [B], with the method's label smoothing."""
+    return losses.cross_entropy(logits, labels, label_smoothing=self.options.label_smoothing)
 
   def mixup_cross_entropy(self, logits: jax.Array, labels: jax.Array, lams: jax.Array) -> jax.Array:
-    """losses.mixup_cross_entropy (labels int [N, B], lams [N] or [N, B]) with config.loss.label_smoothing."""
-    return losses.mixup_cross_entropy(logits, labels, lams, label_smoothing=self.config.loss.label_smoothing)
+    """losses.mixup_cross_entropy (labels int [N, B], lams [N] or [N, B]) with the method's label smoothing."""
+    return losses.mixup_cross_entropy(logits, labels, lams, label_smoothing=self.options.label_smoothing)
 
   @abc.abstractmethod
   def loss(
@@ -96,12 +111,13 @@ class Method(abc.ABC):
     Args:
       nets: the modules.
       params: {group: tree}, the variables being differentiated.
-      state: the TrainState before the step (step, ema_params, batch_stats are read from it).
+      state: the TrainState before the step (step, batch_stats and the EMA teacher are read from it).
       batch: {"images": normalised float32 [b, H, W, C], "labels": int32 [b]}.
       rng: this device's key for this step.
 
     Returns:
-      (loss, (new batch_stats {group: tree}, metrics {name: scalar})).
+      (loss, (new batch_stats {group: tree}, metrics {name: scalar})); a method with a teacher adds the
+      statistics its teacher's passes left under "teacher" (the step moves them to the EMA network).
     """
 
 

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from adamix_jax.config import ConfigError
 from adamix_jax.methods.base import Method, Networks, train_pass
 from adamix_jax.mixing import mix, mix_sources
 from adamix_jax.models import ClassifierOutput
@@ -95,7 +96,7 @@ class LearnedMixup(Method):
   """Base of AdAutoMix and AutoMix. Subclasses define the generator, the plan and the loss terms.
 
   Args (constructor):
-    config: the run's configuration.
+    options: the method's options (`Options`; they hold `generator`, the GeneratorOptions).
     plan_sampler: draws the plan of each iteration (default: the method's own `default_plan`). Tests pass
       recorded plans here.
     total_steps: the run's training iterations.
@@ -105,8 +106,8 @@ class LearnedMixup(Method):
   reported = "ema/one"  # The EMA teacher's one-hot head, as the papers report.
   has_teacher = True
 
-  def __init__(self, config, plan_sampler: PlanSampler | None = None, total_steps: int = 0):
-    super().__init__(config, total_steps)
+  def __init__(self, options, plan_sampler: PlanSampler | None = None, total_steps: int = 0):
+    super().__init__(options, total_steps)
     self.sample_plan: PlanSampler = plan_sampler or self.default_plan
 
   @property
@@ -141,33 +142,31 @@ class LearnedMixup(Method):
     """
 
   def make_networks(self, classifier, image_shape) -> Networks:
-    """Adds the generator, sized for the classifier's output at `config.generator.feature_stage`."""
+    """Adds the generator, sized for the classifier's output at `generator.feature_stage`."""
     sample = jnp.zeros((1, *image_shape))
     output = jax.eval_shape(lambda: classifier.init_with_output(jax.random.key(0), sample, train=False)[0])
-    stage = self.config.generator.feature_stage
+    stage = self.options.generator.feature_stage
     if not 0 <= stage < len(output.stages):
       shapes = ", ".join(f"{index}: {tuple(s.shape[1:])}" for index, s in enumerate(output.stages))
-      from adamix_jax.config import ConfigError  # config imports the methods: imported here, when needed.
-
       raise ConfigError(
-        f"config.generator.feature_stage = {stage}: {self.config.model.name} has no such feature map. Valid "
-        f"choices (index: [h, w, channels] at this image size): {shapes}."
+        f"config.generator.feature_stage = {stage}: the backbone has no such feature map. Valid choices "
+        f"(index: [h, w, channels] at this image size): {shapes}."
       )
     features = output.stages[stage].shape
     return Networks(classifier, self.make_generator(features[-1], image_shape[0] // features[1]))
 
   def init_variables(self, nets, rng, images):
-    """The classifier, the teacher's BN statistics (a copy of the classifier's) and the generator."""
+    """The classifier and the generator (the EMA teacher starts as a copy: `make_train_state`)."""
     classifier_key, generator_key = jax.random.split(rng)
     variables = nets.classifier.init(classifier_key, images, train=False)
     output = nets.classifier.apply(variables, images, train=False)
-    features = output.stages[self.config.generator.feature_stage]
+    features = output.stages[self.options.generator.feature_stage]
     generator_variables = self.init_generator(
       nets.generator, generator_key, jnp.repeat(features[None], self.num_mix, axis=0)
     )
     stats = variables.get("batch_stats", {})  # {} for a backbone without BatchNorm.
     params = {"classifier": variables["params"], "generator": generator_variables["params"]}
-    batch_stats = {"classifier": stats, "teacher": jax.tree.map(jnp.copy, stats)}
+    batch_stats = {"classifier": stats}
     if "batch_stats" in generator_variables:
       batch_stats["generator"] = generator_variables["batch_stats"]
     return params, batch_stats
@@ -182,10 +181,10 @@ class LearnedMixup(Method):
   def generate(self, nets: Networks, params, state, images: jax.Array, plan: LearnedMixPlan, rng=None) -> GeneratedMix:
     """Steps 2-4 of the module docstring for one device's normalised `images` [B, H, W, C]; `rng` gives the
     teacher's two passes their drop-path keys."""
-    teacher_params = jax.lax.stop_gradient(state.ema_params)
-    clean, after_clean = train_pass(nets.classifier, teacher_params, state.batch_stats["teacher"], images, rng=rng)
+    teacher_params = jax.lax.stop_gradient(state.ema["params"])
+    clean, after_clean = train_pass(nets.classifier, teacher_params, state.ema["batch_stats"], images, rng=rng)
     clean = jax.lax.stop_gradient(clean)
-    features = clean.stages[self.config.generator.feature_stage]
+    features = clean.stages[self.options.generator.feature_stage]
     generator_stats = state.batch_stats.get("generator")
     masks_mb, generator_stats = self._masks(
       nets, params["generator"], generator_stats, features, plan.mb_perms, plan.mb_lams
@@ -211,8 +210,8 @@ class LearnedMixup(Method):
   def preview(self, nets, state, images, labels, rng):
     """The generator's mixing of `images` under a plan drawn from `rng`, with the state's networks."""
     plan = self.sample_plan(rng, state.step, labels.shape[0], self.num_mix)
-    teacher = train_pass(nets.classifier, state.ema_params, state.batch_stats["teacher"], images, rng=rng)[0]
-    features = teacher.stages[self.config.generator.feature_stage]
+    teacher = train_pass(nets.classifier, state.ema["params"], state.ema["batch_stats"], images, rng=rng)[0]
+    features = teacher.stages[self.options.generator.feature_stage]
     masks, _ = self._masks(
       nets, state.params["generator"], state.batch_stats.get("generator"), features, plan.mb_perms, plan.mb_lams
     )

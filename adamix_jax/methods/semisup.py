@@ -9,11 +9,37 @@ The online passes run in the reference code's order, each with its own batch sta
 (DMixMatch: labeled x labeled mixup), strong, (DMixMatch: labeled x unlabeled mixup).
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from adamix_jax import losses, schedules
 from adamix_jax.methods.base import Method, train_pass
+from adamix_jax.options import Options, non_negative, one_of, option, positive, within
+
+
+def _unsupported(value) -> str | None:
+  return None if value == 0 else "is not yet supported by the semi-supervised methods: leave it 0"
+
+
+@dataclasses.dataclass(frozen=True)
+class FixMatchOptions(Options):
+  """What FixMatch's loss reads (`config.semisup`)."""
+
+  threshold: float = option("semisup.threshold", within(0, 1, low_open=True))  # Pseudo-label confidence.
+  unlabeled_weight: float = option("semisup.unlabeled_weight", non_negative)  # Weight of the FixMatch term.
+  label_smoothing: float = option("loss.label_smoothing", _unsupported)
+
+
+@dataclasses.dataclass(frozen=True)
+class DMixMatchOptions(FixMatchOptions):
+  """FixMatch's options, DMixMatch's two mixups' alpha, its DM loss and the ramp of its last term."""
+
+  alpha: float = option("mixup.alpha", positive)
+  dm: losses.DecoupledMixupOptions = option("loss.dm")
+  mix_ramp: str = option("semisup.mix_ramp", one_of(schedules.MIX_RAMPS))
+
 
 # DMixMatch's labeled x unlabeled term is left out while its weight is at most this, and trains its
 # head alone (the backbone's features detached) while the weight is below DETACH_BELOW.
@@ -32,11 +58,7 @@ class FixMatch(Method):
   reported = "ema/one"  # The reference evaluates the EMA network.
   has_teacher = True
   semi_supervised = True
-
-  def init_variables(self, nets, rng, images):
-    """The classifier, and the teacher's BN statistics (a copy; the teacher's own passes update them)."""
-    params, batch_stats = super().init_variables(nets, rng, images)
-    return params, {**batch_stats, "teacher": jax.tree.map(jnp.copy, batch_stats["classifier"])}
+  Options = FixMatchOptions
 
   def unlabeled_terms(self, nets, state, batch):
     """The EMA teacher's pseudo-labels of the weak views (its train-mode pass) and their metrics.
@@ -44,9 +66,9 @@ class FixMatch(Method):
     Returns:
       (pseudo-labels int32 [mu b], mask float32 [mu b], the teacher's new BN stats, metrics).
     """
-    options = self.config.semisup
+    options = self.options
     teacher, teacher_stats = train_pass(
-      nets.classifier, jax.lax.stop_gradient(state.ema_params), state.batch_stats["teacher"], batch["weak"]
+      nets.classifier, jax.lax.stop_gradient(state.ema["params"]), state.ema["batch_stats"], batch["weak"]
     )
     pseudo, mask, _ = losses.pseudo_labels(teacher.logits["one"], options.threshold)
     right = (pseudo == batch["unlabeled_labels"]).astype(jnp.float32)
@@ -59,7 +81,7 @@ class FixMatch(Method):
 
   def loss(self, nets, params, state, batch, rng):
     del rng
-    options, classifier = self.config.semisup, params["classifier"]
+    options, classifier = self.options, params["classifier"]
     labeled, stats = train_pass(nets.classifier, classifier, state.batch_stats["classifier"], batch["images"])
     loss_labeled = losses.cross_entropy(labeled.logits["one"], batch["labels"])
     pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, state, batch)
@@ -93,32 +115,26 @@ class DMixMatch(FixMatch):
   name = "dmixmatch"
   head_names = ("one", "mix")
   accepts_dm = True
-
-  def dm_loss(self, logits, labels, lams, weights=None):
-    dm = self.config.loss.dm
-    return losses.decoupled_mixup_loss(
-      logits, labels, lams, eta=dm.eta, mode=dm.mode, lam_power=dm.lam_power, threshold=dm.threshold,
-      official_pairing=dm.official_pairing, weights=weights,
-    )  # fmt: skip
+  Options = DMixMatchOptions
 
   def ramp_weight(self, step: jax.Array) -> jax.Array:
     """w(step) of the labeled x unlabeled term, over the run's `total_steps`."""
     if not self.total_steps:
       raise ValueError("DMixMatch's ramp needs the run's length: construct it with total_steps.")
-    return schedules.mix_ramp(self.total_steps, self.config.semisup.mix_ramp)(step)
+    return schedules.mix_ramp(self.total_steps, self.options.mix_ramp)(step)
 
   def loss(self, nets, params, state, batch, rng):
-    options, classifier = self.config.semisup, params["classifier"]
+    options, classifier = self.options, params["classifier"]
     ll_key, perm_key, lu_key = jax.random.split(rng, 3)
     x, y = batch["images"], batch["labels"]
     labeled, stats = train_pass(nets.classifier, classifier, state.batch_stats["classifier"], x)
     loss_labeled = losses.cross_entropy(labeled.logits["one"], y)
 
-    lam = dominant_lam(ll_key, self.config.mixup.alpha)
+    lam = dominant_lam(ll_key, self.options.alpha)
     perm = jax.random.permutation(perm_key, y.shape[0])
     mixed, stats = train_pass(nets.classifier, classifier, stats, lam * x + (1 - lam) * x[perm])
     lams = jnp.stack([lam, 1 - lam])
-    loss_mix_labeled = self.dm_loss(mixed.logits["mix"], jnp.stack([y, y[perm]]), lams)
+    loss_mix_labeled = self.options.dm.loss(mixed.logits["mix"], jnp.stack([y, y[perm]]), lams)
 
     pseudo, mask, teacher_stats, metrics = self.unlabeled_terms(nets, state, batch)
     strong, stats = train_pass(nets.classifier, classifier, stats, batch["strong"])
@@ -126,13 +142,13 @@ class DMixMatch(FixMatch):
 
     b = y.shape[0]
     weight = self.ramp_weight(state.step)
-    lam_lu = dominant_lam(lu_key, self.config.mixup.alpha)
+    lam_lu = dominant_lam(lu_key, self.options.alpha)
 
     def labeled_x_unlabeled(stats):
       images = lam_lu * x + (1 - lam_lu) * batch["weak"][:b]
       output, stats = train_pass(nets.classifier, classifier, stats, images, detach_heads=weight < DETACH_BELOW)
       labels = jnp.stack([y, pseudo[:b]])
-      return self.dm_loss(output.logits["mix"], labels, jnp.stack([lam_lu, 1 - lam_lu]), mask[:b]), stats
+      return self.options.dm.loss(output.logits["mix"], labels, jnp.stack([lam_lu, 1 - lam_lu]), mask[:b]), stats
 
     loss_mix_unlabeled, stats = jax.lax.cond(
       weight > SKIP_AT_MOST, labeled_x_unlabeled, lambda stats: (jnp.zeros_like(loss_unlabeled), stats), stats

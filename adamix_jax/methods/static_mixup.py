@@ -2,20 +2,48 @@
 each with or without DM.
 
 Each step draws a plan on every device (`mixing.sample_plan`), mixes the device's shard, and trains
-`head_one` with the mixup cross-entropy, or with the Decoupled Mixup loss when `config.loss.dm.eta > 0`
+`head_one` with the mixup cross-entropy, or with the Decoupled Mixup loss when `options.dm.eta > 0`
 (docs/method.md#decoupled-mixup). ManifoldMix mixes the hidden features at a stage drawn from
-`config.mixup.manifoldmix_stages` instead of the images. The DeiT recipe mixes each batch with CutMix or
+`mixup.manifoldmix_stages` instead of the images. The DeiT recipe mixes each batch with CutMix or
 MixUp, drawn per batch; TransMix does the same and re-weights CutMix's lambda by the attention the class
 token pays to the pasted patches.
 """
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 
 from adamix_jax import losses, mixing
-from adamix_jax.methods.base import Method, drop_path_rngs
+from adamix_jax.methods.base import Method, SupervisedOptions, drop_path_rngs
+from adamix_jax.options import Options, option, ordered_range, positive, unit_interval
+
+
+def _stages(stages) -> str | None:
+  return None if stages and set(stages) <= {0, 1, 2} else "must be a non-empty subset of (0, 1, 2)"
+
+
+@dataclasses.dataclass(frozen=True)
+class MixupOptions(Options):
+  """`config.mixup`: the static mixups' draws and their operators' settings."""
+
+  section = "mixup"
+  alpha: float = option("alpha", positive)  # lambda ~ Beta(alpha, alpha).
+  cutmix_alpha: float = option("cutmix_alpha", positive)  # deit, transmix: the CutMix branch's alpha.
+  cutmix_prob: float = option("cutmix_prob", unit_interval)  # deit, transmix: chance of the CutMix branch.
+  transmix_ratio: float = option("transmix_ratio", unit_interval)  # transmix: weight of the area lambda.
+  resizemix_scope: tuple[float, float] = option("resizemix_scope", ordered_range())
+  fmix_decay_power: float = option("fmix_decay_power", positive)
+  manifoldmix_stages: tuple[int, ...] = option("manifoldmix_stages", _stages)
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticMixupOptions(SupervisedOptions):
+  """A static mixup's options: its draws, and the Decoupled Mixup loss (on when dm.eta > 0)."""
+
+  mixup: MixupOptions = option("mixup")
+  dm: losses.DecoupledMixupOptions = option("loss.dm")
 
 
 class StaticMixup(Method):
@@ -23,24 +51,21 @@ class StaticMixup(Method):
 
   head_names = ("one",)
   accepts_dm = True
+  Options = StaticMixupOptions
 
   def operator(self):
     """The mixing function (images, labels, plan) -> MixResult, with its config options bound."""
     return mixing.OPERATORS[self.name]
 
   def mixed_loss(self, logits: jax.Array, labels: jax.Array, lams: jax.Array) -> jax.Array:
-    """Mixup cross-entropy, or DM if config.loss.dm.eta > 0, for labels and lams [2, B]."""
-    dm = self.config.loss.dm
-    if dm.eta > 0:
-      return losses.decoupled_mixup_loss(
-        logits, labels, lams, eta=dm.eta, mode=dm.mode, lam_power=dm.lam_power, threshold=dm.threshold,
-        official_pairing=dm.official_pairing, label_smoothing=self.config.loss.label_smoothing,
-      )  # fmt: skip
+    """Mixup cross-entropy, or DM if options.dm.eta > 0, for labels and lams [2, B]."""
+    if self.options.dm.eta > 0:
+      return self.options.dm.loss(logits, labels, lams, label_smoothing=self.options.label_smoothing)
     return self.mixup_cross_entropy(logits, labels, lams)
 
   def mix(self, images: jax.Array, labels: jax.Array, key: jax.Array) -> mixing.MixResult:
     """The mixed batch of images [B, H, W, C] and labels [B], drawn from `key`."""
-    plan = mixing.sample_plan(key, labels.shape[0], self.config.mixup.alpha)
+    plan = mixing.sample_plan(key, labels.shape[0], self.options.mixup.alpha)
     return self.operator()(images, labels, plan)
 
   def preview(self, nets, state, images, labels, rng):
@@ -81,14 +106,14 @@ class FMix(StaticMixup):
   name = "fmix"
 
   def operator(self):
-    return functools.partial(mixing.fmix, decay_power=self.config.mixup.fmix_decay_power)
+    return functools.partial(mixing.fmix, decay_power=self.options.mixup.fmix_decay_power)
 
 
 class ResizeMix(StaticMixup):
   name = "resizemix"
 
   def operator(self):
-    return functools.partial(mixing.resizemix, scope=tuple(self.config.mixup.resizemix_scope))
+    return functools.partial(mixing.resizemix, scope=tuple(self.options.mixup.resizemix_scope))
 
 
 class ManifoldMix(StaticMixup):
@@ -100,8 +125,8 @@ class ManifoldMix(StaticMixup):
     return None  # It mixes hidden features: nothing to look at.
 
   def forward(self, nets, variables, batch, mix_key, rng):
-    plan = mixing.sample_plan(mix_key, batch["labels"].shape[0], self.config.mixup.alpha)
-    stages = jnp.asarray(self.config.mixup.manifoldmix_stages)
+    plan = mixing.sample_plan(mix_key, batch["labels"].shape[0], self.options.mixup.alpha)
+    stages = jnp.asarray(self.options.mixup.manifoldmix_stages)
     stage = stages[jax.random.randint(rng, (), 0, len(stages))]
 
     def hook(k, features):
@@ -123,7 +148,7 @@ class DeiTMixup(StaticMixup):
 
   def branches(self, images, labels, key) -> tuple[jax.Array, mixing.MixResult]:
     """(whether CutMix was drawn, the mixed batch)."""
-    options = self.config.mixup
+    options = self.options.mixup
     choice_key, cut_key, mix_key = jax.random.split(key, 3)
     use_cutmix = jax.random.bernoulli(choice_key, options.cutmix_prob)
     cut_plan = mixing.sample_plan(cut_key, labels.shape[0], options.cutmix_alpha)
@@ -152,7 +177,7 @@ class TransMix(DeiTMixup):
       variables, mixed.images, train=True, mutable=["batch_stats", "intermediates"], rngs=drop_path_rngs(rng)
     )
     attention = jax.lax.stop_gradient(updates["intermediates"]["backbone"]["cls_attention"][0])  # [B, h, w]
-    lam = transmix_lambda(mixed.masks[..., 0], mixed.lams[0], attention, self.config.mixup.transmix_ratio)
+    lam = transmix_lambda(mixed.masks[..., 0], mixed.lams[0], attention, self.options.mixup.transmix_ratio)
     lams = jnp.where(use_cutmix, jnp.stack([lam, 1 - lam]), mixed.lams)
     return output.logits["one"], mixed.labels, lams, updates.get("batch_stats", {})
 

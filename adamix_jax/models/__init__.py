@@ -4,11 +4,14 @@ classifier = make_classifier("cifar_resnet18", num_classes=100)
 variables = classifier.init(key, images, train=False)
 """
 
+import dataclasses
 import functools
+import os
 from collections.abc import Callable
 
 import jax.numpy as jnp
 
+from adamix_jax.config import ConfigError
 from adamix_jax.models.classifier import Classifier, ClassifierOutput, Head, count_params
 from adamix_jax.models.convnext import ConvNeXt
 from adamix_jax.models.layers import INITS, BatchNorm, Init
@@ -16,6 +19,7 @@ from adamix_jax.models.preact import PreActNet
 from adamix_jax.models.resnet import BasicBlock, Bottleneck, ResNet
 from adamix_jax.models.swin import SwinTransformer
 from adamix_jax.models.vit import VisionTransformer
+from adamix_jax.options import Options, below, non_negative, one_of, option
 
 
 def _resnet(block, stage_sizes, stem, width=64, **kwargs):
@@ -98,6 +102,53 @@ def make_classifier(
   return Classifier(backbone, num_classes, head_names, backbone.inits)
 
 
+def _file_or_empty(path: str) -> str | None:
+  if not path or os.path.isfile(path):
+    return None
+  return (
+    "is not a file. Give the .npz of torchvision weights (adamix_jax/models/pretrained.py says how to convert a "
+    ".pth), or '' to train from scratch"
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions(Options):
+  """`config.model`: the backbone and how it computes."""
+
+  section = "model"
+  name: str = option("name", one_of(BACKBONES))
+  width: int = option("width", non_negative)  # Base channels; 0: the published width.
+  init: str = option("init", one_of(INITS))
+  pretrained: str = option("pretrained", _file_or_empty)  # .npz of torchvision weights for the backbone.
+  sync_batch_norm: bool = option("sync_batch_norm")  # BatchNorm over the global batch.
+  dtype: str = option("dtype", one_of(DTYPES))  # Compute dtype; parameters stay float32.
+  window: int = option("window", non_negative)  # Swin's window side; 0: the published 7.
+  drop_path: float = option("drop_path", non_negative, below(1))  # Stochastic depth of the last block.
+
+  def check(self):
+    for name in ("window", "drop_path"):
+      if getattr(self, name) and self.name not in OPTIONS[name]:
+        raise ConfigError(
+          f"{self.key(name)} = {getattr(self, name)} applies to {', '.join(OPTIONS[name])}, not {self.name}: "
+          "leave it 0."
+        )
+
+  def check_input(self, size: int) -> None:
+    """Raises ConfigError (one line) when the backbone cannot take size x size images; nothing is traced."""
+    try:
+      check_input(self.name, size, width=self.width, window=self.window)
+    except ValueError as error:
+      raise ConfigError(str(error)) from None
+
+  def classifier(self, num_classes: int, head_names: tuple[str, ...], axis_name: str) -> Classifier:
+    """The Classifier these options describe; `axis_name`: the mesh axis BatchNorm syncs over when
+    `sync_batch_norm` is set."""
+    return make_classifier(
+      self.name, num_classes, head_names, width=self.width, init=self.init, dtype=self.dtype, window=self.window,
+      axis_name=axis_name if self.sync_batch_norm else None, drop_path=self.drop_path,
+    )  # fmt: skip
+
+
 __all__ = [
   "BACKBONES",
   "INITS",
@@ -107,6 +158,7 @@ __all__ = [
   "ConvNeXt",
   "Head",
   "Init",
+  "ModelOptions",
   "OPTIONS",
   "check_input",
   "SwinTransformer",

@@ -1,6 +1,6 @@
 """What a config builds before anything runs: the method, its networks, the optimiser and the train state.
 
-Training (`train.py`), pictures (`visualize.py`), the benchmark and notebooks all start here:
+Training (`train.py`), the tools (`tools/`) and notebooks all start here:
 
     experiment = make_experiment(config, info, mesh)
     state = experiment.init()                                      # a fresh run, or

@@ -3,12 +3,13 @@ section of the config into one of these, once, and it checks itself.
 
     @dataclasses.dataclass(frozen=True)
     class DecoupledMixupOptions(Options):
+      section = "loss.dm"
       eta: float = option("eta", non_negative)
       mode: str = option("mode", one_of("both", "less", "more"))
 
-    dm = DecoupledMixupOptions.from_config(config, "loss.dm")   # reads config.loss.dm.{eta, mode}
-    dm = DecoupledMixupOptions.defaults("loss.dm", eta=0.1)      # base_config()'s values, eta changed
-    DecoupledMixupOptions(eta=-1.0, mode="both")                 # ConfigError: config.eta = -1.0 must be >= 0.
+    dm = DecoupledMixupOptions.from_config(config)      # reads config.loss.dm.{eta, mode}, checks them
+    dm = DecoupledMixupOptions.defaults(eta=0.1)        # base_config()'s values, eta changed
+    DecoupledMixupOptions(eta=-1.0, mode="both")        # ConfigError: config.loss.dm.eta = -1.0 must be >= 0.
 
 Each field names its config key (relative to the section the options are read from) and the checks its
 value must pass; a field whose type is itself an `Options` reads a sub-section. Construction runs every

@@ -1,9 +1,11 @@
-"""Robustness and calibration measures as pure functions (the `python -m adamix_jax.evaluate` suites).
+"""Robustness and calibration measures (the suites of `python -m adamix_jax.tools.evaluate`).
 
     calibration_counts(probs, labels)      -> sums over a batch, added over batches (padding weighted 0)
     calibration_report(counts)             -> ECE (15 equal-width bins), NLL, Brier score, reliability bins
     fgsm(loss_fn, images, labels, eps)     -> one signed-gradient step of size eps in pixel space
     occlude(images, size, key)             -> a size x size square of zeros at a random place per image
+    make_robustness_step(...)              -> every asked suite's counts of one batch, jitted and sharded
+    mean_corruption_error(report, baseline) -> the mCE of a corruption report against a baseline run's
 
 Images here are float in [0, 1] ([B, H, W, C]); the model sees them normalised (`images.normalize`).
 """
@@ -13,6 +15,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from adamix_jax import losses
+from adamix_jax.sharding import AXIS
 
 FGSM_SPACES = ("pixel", "normalized")
 NUM_BINS = 15
@@ -153,3 +160,74 @@ def occlude(images: jax.Array, size: int, key: jax.Array) -> jax.Array:
   rows, cols = jnp.arange(height)[None, :, None], jnp.arange(width)[None, None, :]
   square = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
   return jnp.where(square[..., None], 0.0, images)
+
+
+def make_robustness_step(
+  nets, info, mesh, head: str, suites, eps: float, space: str, sizes: tuple[int, ...], pgd_steps: int = 10
+):
+  """A jitted (state, batch, key) -> every suite's counts of one batch, summed over the devices.
+
+  Args:
+    nets: the run's networks (its classifier is evaluated).
+    info: the data's DataInfo (mean, std: the model sees normalised pixels).
+    mesh: the ('data',) mesh the batch is sharded over.
+    head: "<online|ema>/<head>": the network (`TrainState.variables`) and head evaluated.
+    suites: which of calibration, fgsm, pgd, occlusion to count (the clean top-1 always).
+    eps, space: FGSM's step and space; eps is also PGD's radius.
+    sizes: the occlusion squares' sides.
+    pgd_steps: PGD's iterations.
+
+  The batch is {"images": uint8 [B, H, W, C], "labels": int [B], "mask": bool [B]} (padding not counted).
+  """
+  network, _, head_name = head.partition("/")
+  mean, std = jnp.asarray(info.mean, jnp.float32), jnp.asarray(info.std, jnp.float32)
+
+  def per_device(state, batch, key):
+    key = jax.random.fold_in(key, lax.axis_index(AXIS))
+    variables = state.variables(network)
+
+    def logits_of(normalized):
+      return nets.classifier.apply(variables, normalized, train=False).logits[head_name]
+
+    pixels = batch["images"].astype(jnp.float32) / 255.0
+    labels, weights = batch["labels"], batch["mask"].astype(jnp.float32)
+
+    def correct(logits):
+      return jnp.sum((jnp.argmax(logits, -1) == labels) * weights)
+
+    def summed_loss(normalized):
+      return jnp.sum(losses.cross_entropy(logits_of(normalized), labels, weights)) * labels.shape[0]
+
+    clean = logits_of((pixels - mean) / std)
+    counts = {"count": jnp.sum(weights), "clean_correct": correct(clean)}
+    if "calibration" in suites:
+      counts["calibration"] = calibration_counts(jax.nn.softmax(clean), labels, weights)
+    if "fgsm" in suites:
+      attacked = fgsm(summed_loss, pixels, eps, space=space, mean=info.mean, std=info.std)
+      counts["fgsm_correct"] = correct(logits_of(attacked))
+      counts["fgsm_loss"] = summed_loss(attacked)
+      counts["clean_loss"] = summed_loss((pixels - mean) / std)
+    if "pgd" in suites:
+      attacked = pgd(
+        summed_loss, pixels, eps, pgd_steps, eps / 4, jax.random.fold_in(key, 1), mean=info.mean, std=info.std
+      )
+      counts["pgd_correct"] = correct(logits_of(attacked))
+    if "occlusion" in suites:
+      keys = jax.random.split(key, len(sizes))
+      occluded = [occlude(pixels, size, k) for size, k in zip(sizes, keys, strict=True)]
+      counts["occlusion_correct"] = jnp.stack([correct(logits_of((x - mean) / std)) for x in occluded])
+    return lax.psum(counts, AXIS)
+
+  step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=P())
+  return jax.jit(step)
+
+
+def mean_corruption_error(report: dict, baseline: dict) -> dict:
+  """mCE against a baseline's corruption report: CE_c = sum_s err(c, s) / sum_s err_baseline(c, s) for each
+  corruption c both have, mCE = their mean, in % (Hendrycks & Dietterich, with a run as the baseline)."""
+  shared = [name for name in report["top1"] if name in baseline["top1"]]
+  ce = {
+    name: 100 * sum(100 - t for t in report["top1"][name]) / sum(100 - t for t in baseline["top1"][name])
+    for name in shared
+  }
+  return {"ce": ce, "mce": float(np.mean(list(ce.values()))), "baseline_set": baseline["set"]}

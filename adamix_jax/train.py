@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from adamix_jax import data, methods, quiet, steps, validation, visualize
+from adamix_jax import data, methods, pictures, quiet, steps, validation
 from adamix_jax import workdir as workdir_lib
 from adamix_jax.checkpointing import Checkpoints, leaf_shapes
 from adamix_jax.data import input_pipeline, labeled_subset, sources
@@ -146,7 +146,7 @@ class TrainingLoop:
     self.info = info
     self.previewer = None  # Process 0 draws the method's mixing of fixed test images every K steps.
     if self.is_main and config.log.images_every_steps:
-      self.previewer = visualize.make_previewer(method, nets, info, config.seed)
+      self.previewer = pictures.make_previewer(method, nets, info, config.seed)
       self.preview_examples = self.pipeline.first_eval_examples(config.log.image_count)
 
   def run(self, state: TrainState, history: list[dict[str, Any]]) -> TrainState:
@@ -198,7 +198,7 @@ class TrainingLoop:
 
   def draw(self, state: TrainState, step: int) -> None:
     """The method's mixing of the fixed test images with the state's networks, to TensorBoard."""
-    rendered = visualize.render(self.previewer, state, *self.preview_examples, self.info)
+    rendered = pictures.render(self.previewer, state, *self.preview_examples, self.info)
     if rendered is not None:
       self.writer.write_image(step, "mixing/samples_and_masks", rendered[0])
 

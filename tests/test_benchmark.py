@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from adamix_jax import benchmark
+from adamix_jax.tools import benchmark
 
 
 @pytest.mark.slow

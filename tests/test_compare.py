@@ -1,9 +1,9 @@
-"""`python -m adamix_jax.compare`: runs grouped by config without the seed, mean ± std, curves."""
+"""`python -m adamix_jax.tools.compare`: runs grouped by config without the seed, mean ± std, curves."""
 
 import json
 import os
 
-from adamix_jax import compare
+from adamix_jax.tools import compare
 
 
 def _run(method, seed, top1, finished=True, **keys):
@@ -85,7 +85,7 @@ def test_robustness_reports_side_by_side(tmp_path, capsys):
   assert compare.main(["--robustness", reports[0]["workdir"], reports[1]["workdir"]]) == 0
   assert "| clean top-1 (%) | 90.00 | 80.00 |" in capsys.readouterr().out
   assert compare.main(["--robustness", str(tmp_path)]) == 1
-  assert "run python -m adamix_jax.evaluate --workdir" in capsys.readouterr().err
+  assert "run python -m adamix_jax.tools.evaluate --workdir" in capsys.readouterr().err
 
 
 def test_a_run_saved_before_a_config_key_existed_groups_with_its_defaults(tfds_dir, tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import tiny_config, tiny_run
 
-from adamix_jax import data, gallery, losses, methods, mixing, sharding
+from adamix_jax import data, losses, methods, mixing, pictures, sharding
 from adamix_jax.images import denormalize, normalize
 
 STATIC = sorted(
@@ -56,7 +56,7 @@ def test_grid_of_mixed_samples_on_the_embedded_dataset(tfds_dir, batch, name):
   images = normalize(batch["images"], info.mean, info.std)
   plan = mixing.sample_plan(jax.random.key(0), 8, alpha=1.0)
   mixed = mixing.OPERATORS[name](images, batch["labels"], plan)
-  grid = gallery.mixed_sample_grid(mixed, info.mean, info.std, count=8)
+  grid = pictures.mixed_sample_grid(mixed, info.mean, info.std, count=8)
   assert grid.shape == (2 * 28, 8 * 28, 3) and grid.dtype == np.uint8
   assert grid[:28].std() > 10  # Real image content.
   tiles = grid[28:, :, 0].reshape(28, 8, 28).transpose(1, 0, 2)

@@ -1,4 +1,4 @@
-"""Calibration, FGSM and occlusion (adamix_jax.robustness) and the `python -m adamix_jax.evaluate` report."""
+"""Calibration, FGSM and occlusion (adamix_jax.robustness) and the `python -m adamix_jax.tools.evaluate` report."""
 
 import json
 import os
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from helpers import tiny_config
 
-from adamix_jax import data, evaluate, robustness, train
+from adamix_jax import data, robustness, train
 from adamix_jax.experiment import load_run
+from adamix_jax.tools import evaluate
 
 
 def test_calibration_against_hand_computed_values():
@@ -162,6 +163,6 @@ def test_the_corruption_suite_released_and_generated_and_the_mce(trained, tmp_pa
 def test_the_mce_against_hand_computed_errors():
   report = {"top1": {"fog": [90, 80, 70, 60, 50], "contrast": [100, 100, 100, 100, 90]}}
   baseline = {"top1": {"fog": [80, 60, 40, 20, 0], "contrast": [90] * 5, "snow": [0] * 5}, "set": "b"}
-  mce = evaluate.mean_corruption_error(report, baseline)
+  mce = robustness.mean_corruption_error(report, baseline)
   assert mce["ce"] == pytest.approx({"fog": 100 * 150 / 300, "contrast": 100 * 10 / 50})
   assert mce["mce"] == pytest.approx((50 + 20) / 2)

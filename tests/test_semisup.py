@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from helpers import tiny_config
 
-from adamix_jax import compare, data, losses, schedules, sharding, steps, train, validation
 from adamix_jax import config as config_lib
+from adamix_jax import data, losses, schedules, sharding, steps, train, validation
 from adamix_jax.data import labeled_subset, sources
 from adamix_jax.experiment import make_experiment
 from adamix_jax.methods import semisup
 from adamix_jax.models import make_classifier
+from adamix_jax.tools import compare
 from adamix_jax.train_state import decays
 
 

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 from helpers import tiny_config
 
-from adamix_jax import data, mixing, sharding, train, visualize
+from adamix_jax import data, mixing, sharding, train
 from adamix_jax.experiment import load_run, make_experiment
+from adamix_jax.tools import visualize
 
 
 def _tensorboard_images(workdir):
@@ -50,15 +51,15 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
   experiment = make_experiment(config, info, sharding.make_mesh(1))
   method, nets, state = experiment.method, experiment.nets, experiment.init()
   images, labels = data.InputPipeline(config, info).first_eval_examples(5)
-  _, result = visualize.render(visualize.make_previewer(method, nets, info, 0), state, images, labels, info)
+  _, result = pictures.render(pictures.make_previewer(method, nets, info, 0), state, images, labels, info)
   assert result.masks.shape == (5, 28, 28, 3) and result.masks.min() >= 0
   np.testing.assert_allclose(result.masks.sum(axis=-1), 1.0, rtol=1e-5)
   # The picture's structure number is the masks' (same fixed key, so the same plan), of the saved state.
   run = load_run(workdir)
   config_saved, nets_saved, saved = run.config, run.experiment.nets, run.state
   images, labels = data.InputPipeline(config_saved, info).first_eval_examples(6)
-  previewer = visualize.make_previewer(method, nets_saved, info, config.seed)
-  _, at_step_10 = visualize.render(previewer, saved, images, labels, info)
+  previewer = pictures.make_previewer(method, nets_saved, info, config.seed)
+  _, at_step_10 = pictures.render(previewer, saved, images, labels, info)
   assert described["mask_spatial_std"] == pytest.approx(float(mixing.mask_spatial_std(at_step_10.masks)), rel=1e-5)
 
 

@@ -72,7 +72,7 @@ def test_readers_beside_a_trainer_leave_it_alone_and_a_second_trainer_is_refused
   pictures = []
   while writer.poll() is None:  # Readers open the checkpoints over and over while the writer saves.
     out = str(tmp_path / f"pictures{len(pictures)}")
-    reader = _popen(_command(workdir, tfds_dir, "--out", out, module="adamix_jax.visualize"))
+    reader = _popen(_command(workdir, tfds_dir, "--out", out, module="adamix_jax.tools.visualize"))
     reader.communicate(timeout=180)
     if reader.returncode == 0:
       pictures.extend(name for name in os.listdir(out) if name.endswith(".png"))

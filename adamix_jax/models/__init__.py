@@ -79,9 +79,9 @@ def make_backbone(
   if name not in BACKBONES:
     raise ValueError(f"Unknown backbone {name!r}. Valid choices: {', '.join(sorted(BACKBONES))}.")
   options = {key: value for key, value in (("drop_path", drop_path), ("window", window)) if value}
-  for key in options:
+  for key, value in options.items():
     if name not in OPTIONS[key]:
-      raise ValueError(f"config.model.{key} does not apply to {name}; it does to {', '.join(OPTIONS[key])}.")
+      raise ValueError(f"config.model.{key} = {value} applies to {', '.join(OPTIONS[key])}, not {name}: leave it 0.")
   default_width, factory = BACKBONES[name]
   return factory(width or default_width)(inits=Init(init), axis_name=axis_name, dtype=DTYPES[dtype], **options)
 
@@ -126,12 +126,10 @@ class ModelOptions(Options):
   drop_path: float = option("drop_path", non_negative, below(1))  # Stochastic depth of the last block.
 
   def check(self):
-    for name in ("window", "drop_path"):
-      if getattr(self, name) and self.name not in OPTIONS[name]:
-        raise ConfigError(
-          f"{self.key(name)} = {getattr(self, name)} applies to {', '.join(OPTIONS[name])}, not {self.name}: "
-          "leave it 0."
-        )
+    try:  # Builds the module (nothing traced): the backbone's own checks of its options.
+      make_backbone(self.name, width=self.width, window=self.window, drop_path=self.drop_path)
+    except ValueError as error:
+      raise ConfigError(str(error)) from None
 
   def check_input(self, size: int) -> None:
     """Raises ConfigError (one line) when the backbone cannot take size x size images; nothing is traced."""

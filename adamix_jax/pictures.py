@@ -2,12 +2,17 @@
 
 mixed = mixing.cutmix(normalize(images, mean, std), labels, plan)
 grid = mixed_sample_grid(mixed, mean, std)   # uint8 [2 H, count W, 3]
+
+previewer = make_previewer(method, nets, info, seed)   # a method's mixing with a state's networks
+grid, mixed = render(previewer, state, images, labels, info)
 """
 
+import jax
 import numpy as np
 
-from adamix_jax.images import denormalize
+from adamix_jax.images import denormalize, normalize
 from adamix_jax.mixing import MixResult
+from adamix_jax.sharding import local_replica
 
 
 def mixed_sample_grid(mixed: MixResult, mean, std, count: int = 8) -> np.ndarray:
@@ -74,3 +79,25 @@ def save_mixing_figure(mixed: MixResult, mean, std, file, title: str, class_name
     ax.set_yticks([])
   fig.suptitle(title, fontsize=10)
   fig.savefig(file, format="png", dpi=100)
+
+
+def make_previewer(method, nets, info, seed: int):
+  """A jitted (state, uint8 images [k, H, W, C], labels [k]) -> MixResult or None: `method`'s mixing of the
+  images (normalised with `info`'s mean and std) with a state's networks, under the fixed key of `seed`."""
+  key = jax.random.key(seed)
+
+  def preview(state, images, labels):
+    return method.preview(nets, state, normalize(images, info.mean, info.std), labels, key)
+
+  return jax.jit(preview)
+
+
+def render(previewer, state, images: np.ndarray, labels: np.ndarray, info):
+  """(uint8 grid [(1 + K) H, k W, 3], MixResult on the host) of the state's mixing, or None if it mixes nothing.
+
+  `info`: the data's DataInfo (its mean and std undo the normalisation)."""
+  result = previewer(local_replica(state), images, labels)
+  if result is None:
+    return None
+  result = MixResult(*jax.device_get(tuple(result)))
+  return mixed_sample_grid(result, info.mean, info.std, count=len(images)), result

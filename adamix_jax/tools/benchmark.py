@@ -1,12 +1,14 @@
 """Training-step speed of every method side by side, in one process, on the same model, batch and inputs.
 
-    python -m adamix_jax.benchmark --preset cpu --out runs/bench_cpu
-    python -m adamix_jax.benchmark --preset accelerator --out runs/bench_gpu [--dtype bfloat16]
-    python -m adamix_jax.benchmark --preset accelerator --model swin_t --methods deit,adautomix_n3 --out runs/bench_swin
-    python -m adamix_jax.benchmark --preset cpu_full --model swin_t --methods erm,deit,adautomix_n3 --out runs/swin_cpu
+    python -m adamix_jax.tools.benchmark --preset cpu --out runs/bench_cpu
+    python -m adamix_jax.tools.benchmark --preset accelerator --out runs/bench_gpu [--dtype bfloat16]
+    python -m adamix_jax.tools.benchmark --preset accelerator --model swin_t --methods deit,adautomix_n3 \
+        --out runs/bench_swin
+    python -m adamix_jax.tools.benchmark --preset cpu_full --model swin_t --methods erm,deit,adautomix_n3 \
+        --out runs/swin_cpu
 
 For each method (ERM, MixUp, MixUp+DM, CutMix, the DeiT recipe, AutoMix, AdAutoMix N=2 and N=3) it builds
-the real jitted step of `adamix_jax.step`, compiles it once (timed) and runs warm-up steps; then the
+the real jitted step of `adamix_jax.steps`, compiles it once (timed) and runs warm-up steps; then the
 methods are timed in turn, a few steps each per round over several rounds (so a slow moment of the machine
 hits all of them), each step to completion: median, spread (10th-90th percentile), images/s, and the ratio
 to ERM's median and to the DeiT recipe's (the transformers' baseline). XLA's FLOP count of the compiled
@@ -365,7 +367,9 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    prog="python -m adamix_jax.tools.benchmark",
+    description=__doc__.split("\n\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
   parser.add_argument("--out", default="runs/benchmark", help="directory for benchmark.json and benchmark.md")

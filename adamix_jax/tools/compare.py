@@ -1,8 +1,8 @@
 """Finished runs side by side: one table of mean ± std over seeds, and a plot of the evaluation curves.
 
-    python -m adamix_jax.compare runs/semisup/* --plot docs/semisup.png
-    python -m adamix_jax.compare runs/compare/*/ --heads ema/one,online/one   # every head's last top-1 too
-    python -m adamix_jax.compare --robustness runs/quickstart runs/qs_mixup   # their evaluate reports
+    python -m adamix_jax.tools.compare runs/semisup/* --plot docs/semisup.png
+    python -m adamix_jax.tools.compare runs/compare/*/ --heads ema/one,online/one   # every head's last top-1 too
+    python -m adamix_jax.tools.compare --robustness runs/quickstart runs/qs_mixup   # their evaluate reports
 
 However the runs were launched (a shell loop, a SLURM array, a TPU queue), each workdir holds its config and
 evaluation history (in its newest checkpoint) and, once finished, its summary.json. Runs whose configs
@@ -192,9 +192,9 @@ def plot(groups: dict[str, list[Run]], path: str) -> None:
 
 
 def robustness_table(reports: list[dict]) -> str:
-  """The robustness reports (`python -m adamix_jax.evaluate`) of several runs as one markdown table: a row
+  """The robustness reports (`python -m adamix_jax.tools.evaluate`) of several runs as one markdown table: a row
   per number, a column per run; each corruption as its mean over the severities."""
-  from adamix_jax.evaluate import report_rows
+  from adamix_jax.tools.robustness_report import report_rows
 
   columns = [dict(report_rows(report, per_severity=False)) for report in reports]
   names = list(dict.fromkeys(name for column in columns for name in column))
@@ -212,7 +212,8 @@ def _robustness_main(workdirs: list[str]) -> int:
     path = os.path.join(workdir, "robustness", "robustness.json")
     if not os.path.isfile(path):
       print(
-        f"error: {path} does not exist: run python -m adamix_jax.evaluate --workdir {workdir} first.", file=sys.stderr
+        f"error: {path} does not exist: run python -m adamix_jax.tools.evaluate --workdir {workdir} first.",
+        file=sys.stderr,
       )
       return 1
     with open(path) as f:
@@ -222,7 +223,7 @@ def _robustness_main(workdirs: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m adamix_jax.compare", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m adamix_jax.tools.compare", description=__doc__.splitlines()[0])
   parser.add_argument("workdirs", nargs="+", help="run workdirs (finished or not)")
   parser.add_argument("--plot", default="", help="write the evaluation curves to this PNG")
   parser.add_argument(
@@ -231,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     help="comma-separated heads to add as columns, each its top-1 at the last evaluation (e.g. ema/one,online/one)",
   )
   parser.add_argument(
-    "--robustness", action="store_true", help="compare the runs' robustness reports (python -m adamix_jax.evaluate)"
+    "--robustness",
+    action="store_true",
+    help="compare the runs' robustness reports (python -m adamix_jax.tools.evaluate)",
   )
   args = parser.parse_args(argv)
   if args.robustness:

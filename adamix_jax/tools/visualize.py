@@ -1,6 +1,6 @@
 """Pictures of what a run's method mixes: during training (TensorBoard) and from a saved checkpoint (PNG).
 
-    python -m adamix_jax.visualize --workdir runs/qs_adautomix [--out DIR] [--count 8] [--step N] [--method M]
+    python -m adamix_jax.tools.visualize --workdir runs/qs_adautomix [--out DIR] [--count 8] [--step N] [--method M]
 
 renders, for the first `count` test images, the method's mixed samples and the per-pixel weight of every
 source (the generator's masks for AdAutoMix / AutoMix) with the checkpoint's networks, to a labelled
@@ -15,36 +15,13 @@ import copy
 import json
 import os
 
-import jax
-import numpy as np
 from absl import logging
 
-from adamix_jax import data, gallery, methods, mixing, quiet
+from adamix_jax import data, methods, mixing, pictures, quiet
 from adamix_jax.experiment import load_run
-from adamix_jax.images import normalize
-from adamix_jax.mixing import MixResult
-from adamix_jax.sharding import host_value, local_replica
+from adamix_jax.sharding import host_value
 
 tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
-
-
-def make_previewer(method, nets, info: data.DataInfo, seed: int):
-  """A jitted (state, uint8 images [k, H, W, C], labels [k]) -> MixResult or None, with a fixed key."""
-  key = jax.random.key(seed)
-
-  def preview(state, images, labels):
-    return method.preview(nets, state, normalize(images, info.mean, info.std), labels, key)
-
-  return jax.jit(preview)
-
-
-def render(previewer, state, images: np.ndarray, labels: np.ndarray, info: data.DataInfo):
-  """(uint8 grid [(1 + K) H, k W, 3], MixResult on the host) of the state's mixing, or None if it mixes nothing."""
-  result = previewer(local_replica(state), images, labels)
-  if result is None:
-    return None
-  result = MixResult(*jax.device_get(tuple(result)))
-  return gallery.mixed_sample_grid(result, info.mean, info.std, count=len(images)), result
 
 
 def _image_mixups() -> list[str]:
@@ -91,7 +68,7 @@ def render_checkpoint(
   shown = run.experiment.method if name == config.method else _stand_in(config, name)
   saved = int(host_value(state.step))
   images, labels = data.InputPipeline(config, info).first_eval_examples(count)
-  rendered = render(make_previewer(shown, nets, info, config.seed), state, images, labels, info)
+  rendered = pictures.render(pictures.make_previewer(shown, nets, info, config.seed), state, images, labels, info)
   if rendered is None:
     print(
       f"config.method = {name!r} mixes no images: nothing to render. To see what a mixup would make of "
@@ -108,13 +85,13 @@ def render_checkpoint(
   run = workdir if name == config.method else f"the images of {workdir} (trained with {config.method})"
   title = f"{name}, step {saved} of {run}: mask spatial std {structure:.3f}"
   with tf.io.gfile.GFile(png, "wb") as f:
-    gallery.save_mixing_figure(result, info.mean, info.std, f, title, info.class_names, count)
+    pictures.save_mixing_figure(result, info.mean, info.std, f, title, info.class_names, count)
   described = {
     "method": name,
     "run_method": config.method,
     "step": saved,
     "labels": result.labels.tolist(),
-    "classes": [[gallery.class_label(int(i), info.class_names) for i in row] for row in result.labels],
+    "classes": [[pictures.class_label(int(i), info.class_names) for i in row] for row in result.labels],
     "lams": result.lams.tolist(),
     "mask_spatial_std": structure,
   }
@@ -124,7 +101,7 @@ def render_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(prog="python -m adamix_jax.tools.visualize", description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="the run's workdir (with checkpoints/)")
   parser.add_argument("--out", default="", help="output directory (default: WORKDIR/pictures)")
   parser.add_argument("--count", type=int, default=8, help="test images to mix")

@@ -16,13 +16,11 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-from adamix_jax import quiet
 from adamix_jax.sharding import host_value
 from adamix_jax.train_state import TrainState
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 BEST_METRIC = "reported_top1"
 
@@ -163,7 +161,7 @@ class Checkpoints:
       return "left in place"
     source = os.path.join(self.directory, str(step))
     target = f"{source}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-    tf.io.gfile.rename(source, target)
+    epath.Path(source).rename(target)
     self.manager.reload()
     return f"moved to {target}"
 

@@ -1,5 +1,10 @@
-"""What a user sees of a run (process 0 only): a progress line, TensorBoard scalars, `metrics.jsonl`."""
+"""What a user sees of a run (process 0 only): a progress line, TensorBoard scalars, `metrics.jsonl`.
 
+Files go through `etils.epath` (local paths, or gs:// with gcsfs installed) and TensorBoard's own event
+writer: no TensorFlow.
+"""
+
+import io
 import json
 import os
 import sys
@@ -7,10 +12,10 @@ import time
 from typing import Any
 
 import numpy as np
-
-from adamix_jax import quiet
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
+from etils import epath
+from PIL import Image
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
 def format_duration(seconds: float) -> str:
@@ -79,10 +84,10 @@ class Progress:
 
 def _keep_records_up_to(path: str, step: int) -> None:
   """Rewrites the JSON-lines file `path` (if any) without records after `step` or cut short by a kill."""
-  if not tf.io.gfile.exists(path):
+  path = epath.Path(path)
+  if not path.exists():
     return
-  with tf.io.gfile.GFile(path) as f:
-    lines = f.read().splitlines()
+  lines = path.read_text().splitlines()
   kept = []
   for line in lines:
     try:
@@ -92,10 +97,38 @@ def _keep_records_up_to(path: str, step: int) -> None:
       continue  # A line cut short when the process was killed mid-write.
   if len(kept) == len(lines):
     return
-  partial = f"{path}.partial"
-  with tf.io.gfile.GFile(partial, "w") as f:
-    f.write("".join(line + "\n" for line in kept))
-  tf.io.gfile.rename(partial, path, overwrite=True)
+  partial = path.with_name(path.name + ".partial")
+  partial.write_text("".join(line + "\n" for line in kept))
+  partial.replace(path)
+
+
+class TensorBoardWriter:
+  """Scalars and images as TensorBoard event files in `logdir`, written by TensorBoard's own writer."""
+
+  def __init__(self, logdir: str):
+    self._writer = EventFileWriter(str(logdir))
+
+  def _add(self, step: int, value: summary_pb2.Summary.Value) -> None:
+    summary = summary_pb2.Summary(value=[value])
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+  def scalar(self, step: int, tag: str, value: float) -> None:
+    self._add(step, summary_pb2.Summary.Value(tag=tag, simple_value=float(value)))
+
+  def image(self, step: int, tag: str, image: np.ndarray) -> None:
+    """A uint8 [H, W, 3] picture, PNG-encoded."""
+    encoded = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(encoded, format="PNG")
+    picture = summary_pb2.Summary.Image(
+      height=image.shape[0], width=image.shape[1], colorspace=image.shape[2], encoded_image_string=encoded.getvalue()
+    )
+    self._add(step, summary_pb2.Summary.Value(tag=tag, image=picture))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
 
 
 class MetricWriter:
@@ -109,11 +142,11 @@ class MetricWriter:
   def __init__(self, workdir: str, enabled: bool = True, start_step: int = 0):
     self.enabled = enabled
     if enabled:
-      tf.io.gfile.makedirs(workdir)  # tf.io.gfile: the workdir may be a gs:// bucket on a pod.
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # The workdir may be a gs:// bucket on a pod.
       path = os.path.join(workdir, "metrics.jsonl")
       _keep_records_up_to(path, start_step)
-      self._jsonl = tf.io.gfile.GFile(path, "a")
-      self._tensorboard = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+      self._jsonl = epath.Path(path).open("a")
+      self._tensorboard = TensorBoardWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, kind: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
@@ -121,17 +154,15 @@ class MetricWriter:
     metrics = {key: float(value) for key, value in metrics.items()}
     self._jsonl.write(json.dumps({"step": step, "kind": kind, "metrics": metrics}) + "\n")
     self._jsonl.flush()
-    with self._tensorboard.as_default(step=step):
-      for key, value in metrics.items():
-        tf.summary.scalar(f"{kind}/{key}", value)
+    for key, value in metrics.items():
+      self._tensorboard.scalar(step, f"{kind}/{key}", value)
     self._tensorboard.flush()
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:
     """A uint8 [H, W, 3] picture to TensorBoard's Images tab under `name`."""
     if not self.enabled:
       return
-    with self._tensorboard.as_default(step=step):
-      tf.summary.image(name, image[None], max_outputs=1)
+    self._tensorboard.image(step, name, image)
     self._tensorboard.flush()
 
   def close(self) -> None:

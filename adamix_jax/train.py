@@ -10,7 +10,6 @@ checkpoint; rerunning the same command resumes it.
 import contextlib
 import json
 import math
-import os
 import signal
 import statistics
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+from etils import epath
 
-from adamix_jax import data, methods, pictures, quiet, steps, validation
+from adamix_jax import data, methods, pictures, steps, validation
 from adamix_jax import workdir as workdir_lib
 from adamix_jax.checkpointing import Checkpoints, leaf_shapes
 from adamix_jax.data import input_pipeline, labeled_subset, sources
@@ -28,8 +28,6 @@ from adamix_jax.reporting import MetricWriter, Progress
 from adamix_jax.sharding import host_value, make_mesh, shard_batch
 from adamix_jax.train_state import TrainState
 from adamix_jax.workdir import WorkdirError
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -376,6 +374,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   summary = _summary(config, history, int(host_value(state.step)))
   if is_main:
-    with tf.io.gfile.GFile(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=1))
   return summary

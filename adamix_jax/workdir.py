@@ -14,10 +14,7 @@ import os
 import socket
 import uuid
 
-from adamix_jax import quiet
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
-
+from etils import epath
 
 LOCK_NAME = "lock.json"
 
@@ -37,7 +34,7 @@ def prepare(workdir: str) -> None:
     WorkdirError: the path is a file, or the directory cannot be created or written.
   """
   if _is_remote(workdir):  # gs:// and other object stores: no directories to check.
-    tf.io.gfile.makedirs(workdir)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     return
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir {workdir} is a file, not a directory: give a directory for the run.")

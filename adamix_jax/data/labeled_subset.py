@@ -12,10 +12,7 @@ import os
 
 import ml_collections
 import numpy as np
-
-from adamix_jax import quiet
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
+from etils import epath
 
 FILENAME = "labeled_indices.json"
 
@@ -73,11 +70,10 @@ def read_index_file(path: str, num_train: int) -> np.ndarray:
   """
   try:
     if path.endswith(".npy"):
-      with tf.io.gfile.GFile(path, "rb") as f:
+      with epath.Path(path).open("rb") as f:
         values = np.load(f)
     else:
-      with tf.io.gfile.GFile(path) as f:
-        text = f.read()
+      text = epath.Path(path).read_text()
       values = json.loads(text) if path.endswith(".json") else text.split()
       if isinstance(values, dict):
         values = values["indices"]
@@ -137,9 +133,8 @@ def resolve(
       "or one per process): label at least one example per slice."
     )
   path = os.path.join(workdir, FILENAME) if workdir else None
-  if path and tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      saved = np.asarray(json.load(f)["indices"], np.int64)
+  if path and epath.Path(path).exists():
+    saved = np.asarray(json.loads(epath.Path(path).read_text())["indices"], np.int64)
     if not np.array_equal(saved, wanted):
       raise LabeledSubsetError(
         f"{path} holds the {len(saved)} labels this run started with; the config now gives another set "
@@ -150,8 +145,8 @@ def resolve(
 
 def save(workdir: str, indices: np.ndarray, labels: np.ndarray, source: str) -> None:
   """Writes WORKDIR/labeled_indices.json (indices, their classes, where they came from), once."""
-  path = os.path.join(workdir, FILENAME)
-  if tf.io.gfile.exists(path):
+  path = epath.Path(workdir) / FILENAME
+  if path.exists():
     return
   record = {
     "source": source,
@@ -159,6 +154,6 @@ def save(workdir: str, indices: np.ndarray, labels: np.ndarray, source: str) -> 
     "per_class": np.bincount(labels[indices]).tolist(),
     "indices": indices.tolist(),
   }
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-    json.dump(record, f)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  partial = path.with_name(FILENAME + ".tmp")
+  partial.write_text(json.dumps(record))
+  partial.replace(path)

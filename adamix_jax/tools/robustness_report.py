@@ -2,13 +2,11 @@
 (robustness.json, robustness.md, the reliability, occlusion and corruption plots, TensorBoard scalars)."""
 
 import json
-import os
 
 import numpy as np
+from etils import epath
 
-from adamix_jax import quiet
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
+from adamix_jax.reporting import TensorBoardWriter
 
 
 def report_rows(report: dict, per_severity: bool = True) -> list[tuple[str, str]]:
@@ -59,11 +57,15 @@ def write(report: dict, out: str) -> None:
   import matplotlib
   from matplotlib.figure import Figure  # Not pyplot: no backend is switched, a notebook's plots keep working.
 
-  tf.io.gfile.makedirs(out)
-  with tf.io.gfile.GFile(os.path.join(out, "robustness.json"), "w") as f:
-    json.dump(report, f, indent=1)
-  with tf.io.gfile.GFile(os.path.join(out, "robustness.md"), "w") as f:
-    f.write(markdown(report) + "\n")
+  out = epath.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "robustness.json").write_text(json.dumps(report, indent=1))
+  (out / "robustness.md").write_text(markdown(report) + "\n")
+
+  def save(fig, name: str) -> None:
+    with (out / name).open("wb") as f:
+      fig.savefig(f, format="png", dpi=120)
+
   scalars = {"top1": report["top1"]}
   if "calibration" in report:
     bins = report["calibration"]["bins"]
@@ -77,7 +79,7 @@ def write(report: dict, out: str) -> None:
     ax.set_title(f"{report['method']} {report['head']}: ECE {report['calibration']['ece']:.2f}%")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "reliability.png"), dpi=120)
+    save(fig, "reliability.png")
     scalars |= {f"calibration/{k}": report["calibration"][k] for k in ("ece", "nll", "brier")}
   if "fgsm" in report:
     scalars["fgsm/top1"] = report["fgsm"]["top1"]
@@ -93,7 +95,7 @@ def write(report: dict, out: str) -> None:
     ax.set_title(f"{report['method']} {report['head']}: occlusion")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "occlusion.png"), dpi=120)
+    save(fig, "occlusion.png")
     scalars |= {f"occlusion/{s}": t for s, t in zip(occlusion["sizes"], occlusion["top1"], strict=True)}
   if "corruption" in report:
     c = report["corruption"]
@@ -116,13 +118,12 @@ def write(report: dict, out: str) -> None:
     ax.set_title(f"{report['method']} {report['head']}: corruptions, mean {c['mean_top1']:.2f}%", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "corruption.png"), dpi=120)
+    save(fig, "corruption.png")
     scalars["corruption/mean_top1"] = c["mean_top1"]
     scalars |= {f"corruption/{name}": float(np.mean(v)) for name, v in c["top1"].items()}
     if "mce" in c:
       scalars["corruption/mce"] = c["mce"]["mce"]
-  writer = tf.summary.create_file_writer(os.path.join(out, "tensorboard"))
-  with writer.as_default():
-    for name, value in scalars.items():
-      tf.summary.scalar(f"robustness/{name}", value, step=report["step"])
+  writer = TensorBoardWriter(out / "tensorboard")
+  for name, value in scalars.items():
+    writer.scalar(report["step"], f"robustness/{name}", value)
   writer.close()

@@ -16,12 +16,11 @@ import json
 import os
 
 from absl import logging
+from etils import epath
 
-from adamix_jax import data, methods, mixing, pictures, quiet
+from adamix_jax import data, methods, mixing, pictures
 from adamix_jax.experiment import load_run
 from adamix_jax.sharding import host_value
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
 
 
 def _image_mixups() -> list[str]:
@@ -79,12 +78,12 @@ def render_checkpoint(
   _, result = rendered
   structure = float(mixing.mask_spatial_std(result.masks))
   out = out or os.path.join(workdir, "pictures")
-  tf.io.gfile.makedirs(out)
+  epath.Path(out).mkdir(parents=True, exist_ok=True)
   suffix = "" if name == config.method else f"_{name}"
   png, record = (os.path.join(out, f"mixing_step{saved}{suffix}.{ext}") for ext in ("png", "json"))
   run = workdir if name == config.method else f"the images of {workdir} (trained with {config.method})"
   title = f"{name}, step {saved} of {run}: mask spatial std {structure:.3f}"
-  with tf.io.gfile.GFile(png, "wb") as f:
+  with epath.Path(png).open("wb") as f:
     pictures.save_mixing_figure(result, info.mean, info.std, f, title, info.class_names, count)
   described = {
     "method": name,
@@ -95,7 +94,7 @@ def render_checkpoint(
     "lams": result.lams.tolist(),
     "mask_spatial_std": structure,
   }
-  with tf.io.gfile.GFile(record, "w") as f:
+  with epath.Path(record).open("w") as f:
     json.dump(described, f, indent=1)
   return [png, record]
 

@@ -263,9 +263,9 @@ def _resume_conflicts(
   except Exception:  # Unreadable metadata: restore_newest_intact names the damaged checkpoint.
     stored = None
   expected = leaf_shapes(experiment.abstract_state)
-  differing = [] if stored is None else sorted(set(stored) ^ set(expected) | {
-    name for name in set(stored) & set(expected) if stored[name] != expected[name]
-  })  # fmt: skip
+  differing = []
+  if stored is not None:
+    differing = sorted(name for name in set(stored) | set(expected) if stored.get(name) != expected.get(name))
   if not identity and not differing:
     return None
   reasons = identity.copy()

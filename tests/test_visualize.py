@@ -1,27 +1,35 @@
 """Pictures of the mixing: TensorBoard images during training and PNGs of a saved checkpoint."""
 
+import io
 import json
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import tiny_config
+from PIL import Image
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.util import tensor_util
 
-from adamix_jax import data, mixing, sharding, train
+from adamix_jax import data, mixing, pictures, sharding, train
 from adamix_jax.experiment import load_run, make_experiment
 from adamix_jax.tools import visualize
 
 
+def _png(data: bytes) -> np.ndarray:
+  return np.asarray(Image.open(io.BytesIO(data)))
+
+
 def _tensorboard_images(workdir):
+  """{step: picture} as TensorBoard's own loader reads the run's events (its images in tensor form)."""
   images = {}
   directory = os.path.join(workdir, "tensorboard")
   for name in os.listdir(directory):
-    for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+    for event in EventFileLoader(os.path.join(directory, name)).Load():
       for value in event.summary.value:
         if value.tag == "mixing/samples_and_masks":
-          png = tf.make_ndarray(value.tensor)[2]  # [width, height, encoded PNG]
-          images[event.step] = tf.io.decode_png(png).numpy()
+          png = tensor_util.make_ndarray(value.tensor)[2]  # [width, height, encoded PNG]
+          images[event.step] = _png(png)
   return images
 
 
@@ -30,14 +38,14 @@ def test_adautomix_pictures_in_tensorboard_and_from_the_checkpoint(tfds_dir, tmp
   config = tiny_config(tfds_dir, method="adautomix", num_epochs=1, **{"log.images_every_steps": 4})
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
-  pictures = _tensorboard_images(workdir)
-  assert sorted(pictures) == [4, 8]  # 10 steps, every 4.
-  assert pictures[8].shape == ((1 + 3) * 28, 8 * 28, 3) and pictures[8].dtype == np.uint8  # Mixed + N = 3 masks.
-  assert not np.array_equal(pictures[4], pictures[8])  # The same plan, a generator that moved.
+  drawn = _tensorboard_images(workdir)
+  assert sorted(drawn) == [4, 8]  # 10 steps, every 4.
+  assert drawn[8].shape == ((1 + 3) * 28, 8 * 28, 3) and drawn[8].dtype == np.uint8  # Mixed + N = 3 masks.
+  assert not np.array_equal(drawn[4], drawn[8])  # The same plan, a generator that moved.
 
   paths = visualize.render_checkpoint(workdir, count=6)
   assert [os.path.basename(p) for p in paths] == ["mixing_step10.png", "mixing_step10.json"]
-  figure = tf.io.decode_png(tf.io.read_file(paths[0])).numpy()
+  figure = _png(open(paths[0], "rb").read())
   assert figure.shape[0] > 4 * 100 and figure.shape[1] > 6 * 100  # Mixed + 3 masks, readable tiles.
   with open(paths[1]) as f:
     described = json.load(f)

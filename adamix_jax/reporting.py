@@ -83,20 +83,27 @@ class Progress:
 
 
 def _keep_records_up_to(path: str, step: int) -> None:
-  """Rewrites the JSON-lines file `path` (if any) without records after `step` or cut short by a kill."""
+  """Rewrites the JSON-lines file `path` (if any) without records after `step` and without lines that are not
+  whole records (cut short by a kill), so that the next record starts on a line of its own. The lines dropped
+  for not being records are named in one warning; records after `step` are written again by the resumed run.
+  """
   path = epath.Path(path)
   if not path.exists():
     return
-  lines = path.read_text().splitlines()
-  kept = []
-  for line in lines:
+  text = path.read_text()
+  lines = text.splitlines()
+  kept, broken = [], []
+  for number, line in enumerate(lines, start=1):
     try:
       if json.loads(line)["step"] <= step:
         kept.append(line)
     except (ValueError, KeyError, TypeError):
-      continue  # A line cut short when the process was killed mid-write.
-  if len(kept) == len(lines):
+      broken.append(number)
+  if not text or (len(kept) == len(lines) and text.endswith("\n")):
     return
+  if broken:
+    shown = ", ".join(map(str, broken[:5])) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+    print(f"warning: {path}: dropped line {shown}, not a whole JSON record (a run stopped mid-write).", flush=True)
   partial = path.with_name(path.name + ".partial")
   partial.write_text("".join(line + "\n" for line in kept))
   partial.replace(path)

@@ -49,3 +49,18 @@ def test_a_resumed_writer_drops_the_records_after_its_checkpoint(tmp_path):
     f.write('{"step": 40, "kind": "tr')  # Cut short by a kill.
   MetricWriter(str(tmp_path), start_step=20).close()
   assert [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")] == [10, 20]
+
+
+def test_metrics_jsonl_stays_valid_json_lines_and_a_repair_says_what_it_dropped(tmp_path, capsys):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 10, "kind": "train", "metrics": {}}')  # A whole record without its newline.
+  writer = MetricWriter(str(tmp_path), start_step=10)
+  writer.write(20, "train", {"loss": 1.0})
+  writer.close()
+  assert [json.loads(line)["step"] for line in open(path)] == [10, 20]
+  assert "warning" not in capsys.readouterr().out  # Nothing was dropped.
+  lines = open(path).read().splitlines()
+  path.write_text("\n".join([lines[0], '{"step": 15, "ki', lines[1]]) + "\n")  # A line cut mid-file.
+  MetricWriter(str(tmp_path), start_step=20).close()
+  assert [json.loads(line)["step"] for line in open(path)] == [10, 20]
+  assert f"warning: {path}: dropped line 2, not a whole JSON record" in capsys.readouterr().out

@@ -47,7 +47,7 @@ class RunParts:
   """Every part's options, each read and checked from its own section of one config."""
 
   run: RunOptions
-  method: methods.Method.Options
+  method: Options  # The options class of the method (`Method.Options`).
   model: ModelOptions
   optimizer: OptimizerOptions
   ema: EMAOptions

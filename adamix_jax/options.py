@@ -19,7 +19,6 @@ live in one place, `config.base_config()`.
 """
 
 import dataclasses
-import types
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -169,17 +168,10 @@ class Options:
       value = node
       for part in key.split("."):
         value = value[part]
-      values[field.name] = _typed(value, _plain(kind), full)
+      values[field.name] = _typed(value, kind, full)
     return cls(**values, where=None if section == cls.section else section)
 
   @classmethod
   def defaults(cls, section: str | None = None, **changes):
     """The options of `config.base_config()` under `section`, with `changes` (field name -> value) applied."""
     return dataclasses.replace(cls.from_config(config_lib.base_config(), section), **changes)
-
-
-def _plain(kind):
-  """The type a value must have for the annotation `kind` (Optional and unions: their first member)."""
-  if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-    return typing.get_args(kind)[0]
-  return kind

@@ -62,9 +62,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.distributed.process_id = -1  # With coordinator_address: this process's index.
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "cifar100"  # One of adamix_jax.data.datasets.DATASETS.
-  config.data.data_dir = ""  # Where tfds keeps prepared data; "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
-  config.data.download = True  # Download and prepare a missing dataset when the network allows.
+  config.data.name = "cifar100"  # One of adamix_jax.data.datasets.DATASETS, or "image_folder" (your images).
+  config.data.data_dir = ""  # Prepared data ("": $TFDS_DATA_DIR or ~/tensorflow_datasets); image_folder: ROOT.
+  config.data.download = True  # Download and prepare a missing tfds dataset when the network allows.
+  config.data.train_split = ""  # The training split (image_folder: the sub-folder); "": the dataset's own.
+  config.data.eval_split = ""  # The evaluation split; "": the dataset's own (image_folder: "test").
+  config.data.mean = ()  # Per-channel normalisation in [0, 1]; (): the dataset's, or computed from training images.
+  config.data.std = ()
+  config.data.channels = 0  # image_folder: 1 (grey) or 3 (RGB) for every image; 0: the images' own (one kind).
   config.data.augment = "crop_flip"  # Training crop: "crop_flip" (CIFAR) or "random_resized_crop" (ImageNet).
   config.data.crop_padding = 4  # crop_flip: random crop to the image size after reflect padding by this much.
   config.data.crop_scale = (0.08, 1.0)  # random_resized_crop: range of the crop's share of the image area.
@@ -76,8 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.cutout = cutout_config(size=0)  # After RandAugment: one square of `fill`.
   config.data.max_train_examples = 0  # Use only the first N training examples (0: all). For smoke runs.
   config.data.max_eval_examples = 0  # Evaluate only the first N test examples (0: all).
-  config.data.cache = True  # Keep the decoded split in host memory (small datasets).
-  config.data.shuffle_buffer = 0  # 0: the whole split (an exact permutation per epoch).
+  config.data.workers = 0  # Host threads that decode and augment images; 0: one per CPU core, at most 16.
   config.data.input_slices = 0  # Slices of the training split, each shuffled on its own; 0: one per process.
 
   config.model = ml_collections.ConfigDict()

@@ -70,7 +70,8 @@ def one_of(*choices: str) -> Check:
   """One of `choices` (or of an iterable of names given as the only argument)."""
   if len(choices) == 1 and not isinstance(choices[0], str):
     choices = tuple(choices[0])
-  return lambda value: None if value in choices else f"is not known. Valid choices: {', '.join(sorted(choices))}"
+  valid = ", ".join(map(str, sorted(choices)))
+  return lambda value: None if value in choices else f"is not known. Valid choices: {valid}"
 
 
 def each(check: Check) -> Check:

@@ -12,7 +12,6 @@ import dataclasses
 from adamix_jax import distributed, losses, methods
 from adamix_jax.config import ConfigError
 from adamix_jax.data import input_pipeline
-from adamix_jax.data.datasets import DATASETS
 from adamix_jax.data.options import DataOptions, SemisupOptions
 from adamix_jax.models import ModelOptions
 from adamix_jax.options import Options, non_negative, one_of, option, positive
@@ -123,17 +122,11 @@ def validate(config, num_devices: int, process_count: int = 1) -> RunParts:
 
 
 def _check_labeled_subset(parts: RunParts) -> None:
-  method, data = parts.method_class, parts.data
+  method = parts.method_class
   if method.semi_supervised and not parts.semisup.labeled_subset:
     raise ConfigError(
       f"config.method = {parts.run.method!r} learns from a labeled subset and the unlabeled rest: set "
       "config.semisup.num_labeled (e.g. 2500) or config.semisup.labeled_indices."
-    )
-  if parts.semisup.labeled_subset and (data.spec.source == "image_folder" or data.spec.image_size == 0):
-    fixed = [name for name, spec in DATASETS.items() if spec.source != "image_folder" and spec.image_size]
-    raise ConfigError(
-      f"A labeled subset needs a dataset of fixed-size images held in host memory; config.data.name = "
-      f"{data.name!r} is not one. Valid choices: {', '.join(sorted(fixed))}."
     )
 
 

@@ -28,8 +28,6 @@ def get_config(variants: str = "r18"):
   config.method = "adautomix"
   config.data.name = "imagenet2012"
   random_resized_crop_recipe(config, image_size=224, eval_resize=256)
-  config.data.cache = False  # 150 GB of JPEGs: read them from disk each epoch.
-  config.data.shuffle_buffer = 20_000
   config.num_epochs = 100
   config.batch_size = 256
   config.eval_batch_size = 1000

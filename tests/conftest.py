@@ -1,4 +1,4 @@
-"""Test set-up: 8 emulated CPU devices, one XLA compilation cache, the embedded dataset prepared once.
+"""Test set-up: 8 emulated CPU devices, one XLA compilation cache, a data directory.
 
 The helpers tests share (a tiny config, a tiny run) are in helpers.py."""
 
@@ -6,17 +6,12 @@ import os
 import shutil
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_platforms", "cpu")
 
 import pytest  # noqa: E402
-from helpers import tiny_config  # noqa: E402
-
-from adamix_jax import data  # noqa: E402
 
 _OWN_CACHE = pytest.StashKey[str]()  # The cache directory this run made (and removes at the end).
 
@@ -37,8 +32,5 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory) -> str:
-  """A tfds data directory holding the prepared embedded dataset (and nothing else)."""
-  directory = str(tmp_path_factory.mktemp("tensorflow_datasets"))
-  config = tiny_config(directory)
-  data.prepared_builder(config)
-  return directory
+  """An empty data directory: the embedded dataset the tests train on needs none, and nothing else is there."""
+  return str(tmp_path_factory.mktemp("tensorflow_datasets"))

@@ -171,5 +171,8 @@ def test_cli_fails_fast_when_cifar100_is_not_prepared_offline(tmp_path):
     "--config.data.download=False",
   )  # fmt: skip
   assert result.returncode == 1
-  assert f"is not prepared in {tmp_path}/cifar100/3.0.2" in result.stderr and "tfds build cifar100" in result.stderr
+  assert (
+    f"is not prepared in {tmp_path}/cifar100/3.0.2" in result.stderr
+    and "python -m adamix_jax.data.prepare cifar100" in result.stderr
+  )
   assert seconds < 20  # Imports included; the check itself takes well under a second (test_data).

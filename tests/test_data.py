@@ -1,17 +1,15 @@
 """The input pipeline: the embedded dataset, determinism and resume, evaluation coverage, offline errors."""
 
-import shutil
 import socket
 import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import tiny_config
 
 from adamix_jax import data
-from adamix_jax.config import ConfigError, base_config
-from adamix_jax.data.input_pipeline import stream_seed
+from adamix_jax.config import ConfigError
+from adamix_jax.data.input_pipeline import generator
 from adamix_jax.images import denormalize, normalize
 from adamix_jax.validation import validate
 
@@ -94,7 +92,7 @@ def test_missing_dataset_fails_fast_offline(tmp_path, monkeypatch):
     data.data_info(config)
   assert time.perf_counter() - start < 5
   message = str(error.value)
-  assert str(tmp_path / "cifar100") in message and "tfds build cifar100" in message
+  assert str(tmp_path / "cifar100") in message and "python -m adamix_jax.data.prepare cifar100" in message
   assert "cifar-100-binary.tar.gz" in message
 
 
@@ -111,10 +109,12 @@ def test_normalize_and_denormalize():
   np.testing.assert_array_equal(denormalize(out, (0.5, 0.5), (0.25, 0.5)), images)
 
 
-def test_stream_seeds_differ_for_every_seed_epoch_and_slice_without_limits():
-  seeds = {tuple(stream_seed(s, e, k)) for s in (0, 1) for e in (0, 1, 10**6) for k in (0, 1, 5000)}
-  assert len(seeds) == 18  # Slices beyond 1,000 (the old packing's limit) get seeds of their own too.
-  assert np.array_equal(stream_seed(3, 4, 5), stream_seed(3, 4, 5))
+def test_input_generators_differ_for_every_key_word_without_limits():
+  keys = [(s, 0, e, k, kind, 0, 0) for s in (0, 1) for e in (0, 10**6) for k in (0, 5000) for kind in (0, 1, 2)]
+  keys += [(0, 0, 0, 0, 2, 0, i) for i in (1, 2, 2**40)] + [(0, 1, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 1, 0)]
+  draws = {tuple(generator(*key).integers(0, 2**62, 2)) for key in keys}
+  assert len(draws) == len(keys) == 29  # Seeds, epochs, slices, kinds, images, streams and views all count.
+  assert np.array_equal(generator(3, 0, 4, 5, 1).random(3), generator(3, 0, 4, 5, 1).random(3))
 
 
 def test_input_slices_make_batches_independent_of_the_process_count(tfds_dir):
@@ -141,36 +141,3 @@ def test_reading_the_first_test_images_leaves_evaluation_whole(tfds_dir):
   assert counted == 100  # A partly read cache once truncated evaluation to the first batch.
   first = next(pipeline.eval_batches())
   assert np.array_equal(first["images"][:8], images)
-
-
-@pytest.mark.parametrize("cache", [True, False])
-def test_the_disk_is_read_once_with_data_cache(tfds_dir, tmp_path, cache):
-  """With `data.cache`, epochs and evaluations after the first come from memory; without it, every pass
-  reads the disk (tfds's own cache of small splits stays off: it held them twice, and reading the first
-  test images left it half read)."""
-  data_dir = shutil.copytree(tfds_dir, tmp_path / "tfds")
-  config = tiny_config(str(data_dir), **{"data.max_eval_examples": 500, "eval_batch_size": 250, "data.cache": cache})
-  pipeline = _pipeline(config)
-  pipeline.first_eval_examples(6)
-  first_eval = [batch["labels"] for batch in pipeline.eval_batches()]
-  first_epoch = [batch["labels"] for batch in pipeline.train_batches(0)]
-  shutil.rmtree(data_dir)
-  if not cache:
-    with pytest.raises(tf.errors.NotFoundError):
-      next(pipeline.eval_batches())
-    return
-  assert all(np.array_equal(a["labels"], b) for a, b in zip(pipeline.eval_batches(), first_eval, strict=True))
-  assert all(np.array_equal(a["labels"], b) for a, b in zip(pipeline.train_batches(0), first_epoch, strict=True))
-
-
-def test_preparing_the_embedded_dataset_says_where_and_nothing_about_downloading(tmp_path, capfd):
-  config = base_config()
-  config.data.name, config.data.data_dir = "fashion_mnist_subset", str(tmp_path)
-  data.prepared_builder(config)
-  out, err = capfd.readouterr()
-  assert f"Preparing the embedded dataset 'fashion_mnist_subset' in {tmp_path}" in out
-  assert "nothing is downloaded" in out
-  for noise in ("Downloading", "Generating", "Shuffling", "dataset_info.json"):
-    assert noise not in out + err
-  data.prepared_builder(config)  # Prepared: silent.
-  assert "Preparing" not in capfd.readouterr().out

@@ -1,20 +1,34 @@
 """Image-folder datasets, RandomResizedCrop, resize-and-centre-crop evaluation, Tiny-ImageNet preparation."""
 
+import io
 import math
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import tiny_config
+from PIL import Image
 
 from adamix_jax import data
 from adamix_jax.config import ConfigError
 from adamix_jax.data import augment
+from adamix_jax.data.options import DataOptions
 from adamix_jax.data.prepare_tiny_imagenet import prepare
 from adamix_jax.validation import validate
 
 CLASSES = ("boeing", "airbus", "cessna")
+
+
+def encode(image: np.ndarray, format: str = "PNG", **options) -> bytes:
+  """uint8 [H, W, C] -> the bytes of an image file (PIL)."""
+  buffer = io.BytesIO()
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format, **options)
+  return buffer.getvalue()
+
+
+def write_image(path, image: np.ndarray, **options) -> None:
+  with open(path, "wb") as f:
+    f.write(encode(image, "JPEG" if str(path).lower().endswith((".jpg", ".jpeg")) else "PNG", **options))
 
 
 def write_folder_dataset(root, splits=(("trainval", 10), ("test", 4)), seed=0):
@@ -26,8 +40,7 @@ def write_folder_dataset(root, splits=(("trainval", 10), ("test", 4)), seed=0):
       for index in range(per_class):
         height, width = rng.integers(36, 90, size=2)
         image = np.clip(rng.normal(60 + 70 * label, 30, (height, width, 3)), 0, 255).astype(np.uint8)
-        encode, suffix = (tf.io.encode_jpeg, "jpg") if index % 2 else (tf.io.encode_png, "png")
-        tf.io.write_file(os.path.join(root, split, name, f"{index:03d}.{suffix}"), encode(image))
+        write_image(os.path.join(root, split, name, f"{index:03d}.{'jpg' if index % 2 else 'png'}"), image)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +109,8 @@ def _torchvision_box(height, width, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 
 def test_random_resized_crop_box_follows_torchvision():
   height, width = 60, 90
-  seeds = [tf.constant([s, 1], tf.int64) for s in range(600)]
-  boxes = np.array([augment.random_resized_crop_box(height, width, seed, (0.08, 1.0)).numpy() for seed in seeds])
+  rngs = lambda: (np.random.default_rng([s, 1]) for s in range(600))
+  boxes = np.array([augment.random_resized_crop_box(height, width, rng, (0.08, 1.0)) for rng in rngs()])
   top, left, h, w = boxes.T
   assert np.all((top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width))
   rng = np.random.default_rng(0)
@@ -105,35 +118,37 @@ def test_random_resized_crop_box_follows_torchvision():
   for ours, theirs in ((h * w, reference[:, 2] * reference[:, 3]), (w / h, reference[:, 3] / reference[:, 2])):
     for q in (0.1, 0.5, 0.9):  # The same distribution (rejections of boxes that do not fit included).
       assert abs(np.quantile(ours, q) - np.quantile(theirs, q)) < 0.08 * np.quantile(theirs, 0.9)
-  again = augment.random_resized_crop_box(height, width, tf.constant([5, 1], tf.int64), (0.08, 1.0)).numpy()
+  again = augment.random_resized_crop_box(height, width, np.random.default_rng([5, 1]), (0.08, 1.0))
   assert np.array_equal(again, boxes[5])
   # No candidate fits a 10 x 100 strip at scale >= 0.9: the centre crop with the ratio clamped to 4/3.
-  box = augment.random_resized_crop_box(10, 100, tf.constant([0, 0], tf.int64), (0.9, 1.0)).numpy()
+  box = augment.random_resized_crop_box(10, 100, np.random.default_rng(0), (0.9, 1.0))
   assert list(box) == [0, (100 - 13) // 2, 10, 13]
 
 
 def test_eval_image_resizes_the_shorter_side_then_centre_crops():
   image = np.arange(50 * 40 * 3, dtype=np.int64).reshape(50, 40, 3) % 251
   image = image.astype(np.uint8)
-  out = augment.eval_image(tf.constant(image), 32, 40, "bilinear", encoded=False).numpy()
+  out = augment.eval_image(image, 32, 40, "bilinear", channels=3)
   assert np.array_equal(out, image[9:41, 4:36])  # Short side already 40: only the crop, round((50-32)/2) = 9.
-  resized = augment.eval_image(tf.io.encode_png(image), 24, 30, "bicubic", encoded=True).numpy()
+  resized = augment.eval_image(encode(image), 24, 30, "bicubic", channels=3)
   assert resized.shape == (24, 24, 3) and resized.dtype == np.uint8
-  flat = augment.eval_image(tf.constant(np.full((50, 40, 3), 77, np.uint8)), 24, 30, "bicubic", False).numpy()
+  # torchvision's Resize(30) + CenterCrop(24) on a PIL image: PIL's own resize, the same crop corner.
+  reference = np.asarray(Image.fromarray(image).resize((30, 37), Image.BICUBIC))[6:30, 3:27]
+  np.testing.assert_array_equal(resized, reference)
+  flat = augment.eval_image(np.full((50, 40, 3), 77, np.uint8), 24, 30, "bicubic", channels=3)
   assert np.all(flat == 77)  # Resizing keeps a constant image constant (antialiased, rounded, clipped).
 
 
-def test_train_image_random_resized_crop_of_jpeg_equals_decoded_path():
+def test_random_resized_crop_view_of_encoded_and_decoded_images_agree():
   rng = np.random.default_rng(1)
   image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
-  jpeg = tf.io.encode_jpeg(image, quality=100)
-  decoded = tf.io.decode_jpeg(jpeg)
-  config = _folder_config("/unused").data
-  seed = tf.constant([3, 4], tf.int64)
-  from_bytes = augment.train_image(jpeg, seed, config, 32, encoded=True).numpy()
-  from_pixels = augment.train_image(decoded, seed, config, 32, encoded=False).numpy()
-  assert from_bytes.shape == (32, 32, 3)
-  assert np.abs(from_bytes.astype(int) - from_pixels.astype(int)).max() <= 2  # decode_and_crop: same crop.
+  png = encode(image)
+  view = augment.View(DataOptions.from_config(_folder_config("/unused")), 32, 3)
+  images_rngs = lambda: [np.random.default_rng([3, 4])]
+  from_bytes = view.batch([png], np.random.default_rng(0), images_rngs)
+  from_pixels = view.batch([image], np.random.default_rng(0), images_rngs)
+  assert from_bytes.shape == (1, 32, 32, 3)
+  np.testing.assert_array_equal(from_bytes, from_pixels)  # PNG is lossless: the same crop, the same pixels.
 
 
 def test_data_configuration_errors(folder_dir):
@@ -154,14 +169,12 @@ def test_prepare_tiny_imagenet_from_the_official_layout(tmp_path):
   for wnid in ("n01443537", "n01629819"):
     os.makedirs(source / "train" / wnid / "images")
     for index in range(3):
-      image = tf.io.encode_jpeg(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-      tf.io.write_file(str(source / "train" / wnid / "images" / f"{wnid}_{index}.JPEG"), image)
+      image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+      write_image(source / "train" / wnid / "images" / f"{wnid}_{index}.JPEG", image)
     lines.append(f"val_{len(lines)}.JPEG\t{wnid}\t0\t0\t63\t63\n")
   os.makedirs(source / "val" / "images")
   for line in lines:
-    tf.io.write_file(
-      str(source / "val" / "images" / line.split("\t")[0]), tf.io.encode_jpeg(np.zeros((64, 64, 3), np.uint8))
-    )
+    write_image(source / "val" / "images" / line.split("\t")[0], np.zeros((64, 64, 3), np.uint8))
   (source / "val" / "val_annotations.txt").write_text("".join(lines))
   counts = prepare(str(source), str(tmp_path / "tfds" / "tiny_imagenet"))
   assert counts == {"train": 6, "val": 2}

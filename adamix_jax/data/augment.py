@@ -1,125 +1,140 @@
-"""Per-image preprocessing on the host (TensorFlow ops inside tf.data), as the official pipelines do it.
+"""Per-image preprocessing on the host, in numpy and PIL, as the official (torchvision) pipelines do it.
 
-Training: "crop_flip" (CIFAR: random crop after reflect padding, horizontal flip) or "random_resized_crop"
-(torchvision's RandomResizedCrop: area scale and log-uniform aspect ratio, ten tries then a centre crop,
-resized with antialiasing, then a horizontal flip). Evaluation: resize the shorter side, centre crop.
-Either can be followed by RandAugment and Cutout (`data.randaugment`, `data.cutout`; `rand_augment.py`).
-Every random choice comes from a stateless seed, so the stream is a pure function of (seed, epoch, index).
-Inputs are uint8 images [H, W, C] or encoded image bytes (JPEG, PNG, ...); outputs are uint8 [S, S, C].
+    view = View(options, size)                     # options: DataOptions (or a semi-supervised view of it)
+    images = view.batch(images, rng, image_rngs)   # uint8 [B, H, W, C] or B encoded images -> uint8 [B, S, S, C]
+    image = eval_image(image, size, resize_to, method, channels)
+
+Training: "crop_flip" (CIFAR: random crop after reflect padding, horizontal flip; on images held in memory
+this runs on the whole batch at once) or "random_resized_crop" (torchvision's RandomResizedCrop: area
+scale and log-uniform aspect ratio, ten tries then a centre crop, resized with PIL's antialiasing, then a
+horizontal flip). Evaluation: resize the shorter side, centre crop. Either can be followed by RandAugment
+and Cutout (`rand_augment.py`). Every random choice comes from the generators passed in, so the stream is
+a pure function of the seeds the pipeline derives from (seed, epoch, position).
 """
 
 import math
 
-from adamix_jax import quiet
-from adamix_jax.data import rand_augment
+import numpy as np
+from PIL import Image
 
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
+from adamix_jax.data import decoding, rand_augment
+from adamix_jax.data.options import DataOptions
 
-AUGMENTATIONS = ("crop_flip", "random_resized_crop")
-RESIZE_METHODS = ("bilinear", "bicubic")
 _RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect-ratio range.
 _TRIES = 10
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
-def decode(contents: tf.Tensor) -> tf.Tensor:
-  """Encoded image bytes -> uint8 [H, W, 3]."""
-  return tf.io.decode_image(contents, channels=3, expand_animations=False)
+def resize(image: np.ndarray, height: int, width: int, method: str) -> np.ndarray:
+  """uint8 [h, w, C] -> uint8 [height, width, C] with PIL's resampling (antialiased when shrinking)."""
+  grey = image.shape[-1] == 1
+  resized = np.asarray(Image.fromarray(image[..., 0] if grey else image).resize((width, height), _RESAMPLE[method]))
+  return resized[..., None] if grey else resized
 
 
-def _shape(image: tf.Tensor, encoded: bool) -> tf.Tensor:
-  """(H, W) of an image, read from the header only for JPEG bytes."""
-  if not encoded:
-    return tf.shape(image)[:2]
-  return tf.cond(
-    tf.io.is_jpeg(image), lambda: tf.image.extract_jpeg_shape(image)[:2], lambda: tf.shape(decode(image))[:2]
-  )
-
-
-def _crop(image: tf.Tensor, box: tf.Tensor, encoded: bool) -> tf.Tensor:
-  """The window box = [top, left, height, width] of an image; JPEG bytes are decoded only inside it."""
-  if not encoded:
-    return tf.slice(image, [box[0], box[1], 0], [box[2], box[3], -1])
-  return tf.cond(
-    tf.io.is_jpeg(image),
-    lambda: tf.image.decode_and_crop_jpeg(image, box, channels=3),
-    lambda: tf.slice(decode(image), [box[0], box[1], 0], [box[2], box[3], -1]),
-  )
-
-
-def resize(image: tf.Tensor, size, method: str) -> tf.Tensor:
-  """uint8 [h, w, C] -> uint8 [size[0], size[1], C], antialiased (like PIL), rounded and clipped."""
-  resized = tf.image.resize(image, size, method=method, antialias=True)
-  return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-
-def random_resized_crop_box(height, width, seed: tf.Tensor, scale: tuple[float, float]) -> tf.Tensor:
-  """torchvision's RandomResizedCrop.get_params: [top, left, h, w] (int32) from a stateless seed [2].
+def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, scale) -> tuple[int, int, int, int]:
+  """torchvision's RandomResizedCrop.get_params: (top, left, h, w).
 
   Ten candidate boxes with area in scale * H * W and log-uniform aspect ratio in [3/4, 4/3]; the first
-  that fits is placed uniformly; if none fits, the centre crop with the ratio clamped to that range.
+  that fits is placed uniformly; if none fits, the centre crop with the ratio clamped to that range. The
+  draws are the same whatever fits: 10 areas, 10 ratios, then two placement uniforms.
   """
-  area_seed, ratio_seed, top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-  height_f, width_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-  areas = height_f * width_f * tf.random.stateless_uniform([_TRIES], area_seed, scale[0], scale[1])
-  ratios = tf.exp(tf.random.stateless_uniform([_TRIES], ratio_seed, math.log(_RATIO[0]), math.log(_RATIO[1])))
-  widths = tf.cast(tf.round(tf.sqrt(areas * ratios)), tf.int32)  # round half to even, as Python's round.
-  heights = tf.cast(tf.round(tf.sqrt(areas / ratios)), tf.int32)
-  fits = (widths > 0) & (widths <= width) & (heights > 0) & (heights <= height)
-  first = tf.argmax(tf.cast(fits, tf.int32))
-
-  def sampled():
-    h, w = heights[first], widths[first]
-    top = tf.random.stateless_uniform([], top_seed, 0, height - h + 1, dtype=tf.int32)
-    left = tf.random.stateless_uniform([], left_seed, 0, width - w + 1, dtype=tf.int32)
-    return tf.stack([top, left, h, w])
-
-  def centre():
-    in_ratio = width_f / height_f
-    h = tf.where(in_ratio < _RATIO[0], tf.cast(tf.round(width_f / _RATIO[0]), tf.int32), height)
-    w = tf.where(in_ratio > _RATIO[1], tf.cast(tf.round(height_f * _RATIO[1]), tf.int32), width)
-    h, w = tf.minimum(h, height), tf.minimum(w, width)
-    return tf.stack([(height - h) // 2, (width - w) // 2, h, w])
-
-  return tf.cond(tf.reduce_any(fits), sampled, centre)
+  areas = height * width * rng.uniform(scale[0], scale[1], _TRIES)
+  ratios = np.exp(rng.uniform(math.log(_RATIO[0]), math.log(_RATIO[1]), _TRIES))
+  placement = rng.random(2)
+  widths = np.round(np.sqrt(areas * ratios)).astype(np.int64)  # Round half to even, as Python's round.
+  heights = np.round(np.sqrt(areas / ratios)).astype(np.int64)
+  fits = np.flatnonzero((widths > 0) & (widths <= width) & (heights > 0) & (heights <= height))
+  if len(fits):
+    h, w = int(heights[fits[0]]), int(widths[fits[0]])
+    return int(placement[0] * (height - h + 1)), int(placement[1] * (width - w + 1)), h, w
+  in_ratio = width / height
+  h = round(width / _RATIO[0]) if in_ratio < _RATIO[0] else height
+  w = round(height * _RATIO[1]) if in_ratio > _RATIO[1] else width
+  h, w = min(h, height), min(w, width)
+  return (height - h) // 2, (width - w) // 2, h, w
 
 
-def train_image(image: tf.Tensor, seed: tf.Tensor, data_config, size: int, encoded: bool) -> tf.Tensor:
-  """One training image, augmented as `data_config.augment` says, from a stateless seed [2]."""
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  if data_config.augment == "random_resized_crop":
-    shape = _shape(image, encoded)
-    box = random_resized_crop_box(shape[0], shape[1], crop_seed, tuple(data_config.crop_scale))
-    image = resize(_crop(image, box, encoded), [size, size], data_config.resize_method)
-  else:
-    image = decode(image) if encoded else image
-    padding = data_config.crop_padding
-    if padding:
-      padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
-      image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
-  if data_config.flip:
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-  policy = rand_augment.Policy.from_config(data_config, "randaugment")
-  if policy.num_ops:
-    image = rand_augment.rand_augment(image, tf.random.experimental.stateless_fold_in(seed, 1), policy)
-  cut = rand_augment.CutoutOptions.from_config(data_config, "cutout")
-  if cut.size:
-    cutout_seed = tf.random.experimental.stateless_fold_in(seed, 2)
-    image = rand_augment.cutout(image, cutout_seed, cut.size, cut.fill, cut.prob)
-  return image
+def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int, flip: bool) -> np.ndarray:
+  """Random crops of uint8 [B, H, W, C] after reflect padding by `padding`, and horizontal flips: [B, H, W, C].
+
+  Draws B (top, left) offsets in [0, 2 padding] and then B flips, whatever the options (unused draws are
+  discarded), so the crops do not depend on whether flipping is on.
+  """
+  count, height, width = images.shape[:3]
+  offsets = rng.integers(0, 2 * padding + 1, (count, 2))
+  flips = rng.random(count) < 0.5
+  if padding:
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode="reflect")
+    rows = offsets[:, :1] + np.arange(height)  # [B, H]
+    cols = offsets[:, 1:] + np.arange(width)  # [B, W]
+    if flip:
+      cols = np.where(flips[:, None], cols[:, ::-1], cols)
+    return padded[np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
+  if flip:
+    images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+  return images
 
 
-def eval_image(image: tf.Tensor, size: int, resize_to: int, method: str, encoded: bool) -> tf.Tensor:
-  """Decode, resize the shorter side to `resize_to` (kept when already so), centre crop size x size.
+def eval_image(image, size: int, resize_to: int, method: str, channels: int) -> np.ndarray:
+  """Decode (when encoded), resize the shorter side to `resize_to` (kept when already so), centre crop.
 
   The longer side becomes int(resize_to * long / short), and the crop's top-left corner is
   round((H - size) / 2), as torchvision's Resize and CenterCrop do.
   """
-  image = decode(image) if encoded else image
-  shape = tf.shape(image)[:2]
-  short = tf.minimum(shape[0], shape[1])
-  scaled = shape * resize_to // short  # int(resize_to * side / short) for both sides.
-  image = tf.cond(tf.equal(short, resize_to), lambda: image, lambda: resize(image, scaled, method))
-  shape = tf.shape(image)[:2]
-  top = tf.cast(tf.round((shape[0] - size) / 2), tf.int32)
-  left = tf.cast(tf.round((shape[1] - size) / 2), tf.int32)
-  return tf.slice(image, [top, left, 0], [size, size, -1])
+  image = image if isinstance(image, np.ndarray) else decoding.decode(image, channels)
+  height, width = image.shape[:2]
+  short = min(height, width)
+  if short != resize_to:
+    image = resize(image, height * resize_to // short, width * resize_to // short, method)
+    height, width = image.shape[:2]
+  top, left = round((height - size) / 2), round((width - size) / 2)
+  return image[top : top + size, left : left + size]
+
+
+class View:
+  """One training recipe (`DataOptions`: crop, flip, RandAugment, Cutout) producing size x size images."""
+
+  def __init__(self, options: DataOptions, size: int, channels: int):
+    self.options, self.size, self.channels = options, size, channels
+    self.per_image = options.augment == "random_resized_crop" or options.randaugment.num_ops or options.cutout.size
+
+  def _crop_one(self, image, rng: np.random.Generator) -> np.ndarray:
+    """A per-image crop (and flip) of one uint8 image or encoded image."""
+    options = self.options
+    image = image if isinstance(image, np.ndarray) else decoding.decode(image, self.channels)
+    if options.augment == "random_resized_crop":
+      top, left, h, w = random_resized_crop_box(*image.shape[:2], rng, options.crop_scale)
+      image = resize(image[top : top + h, left : left + w], self.size, self.size, options.resize_method)
+      flip = rng.random() < 0.5
+    else:
+      image = crop_flip_batch(image[None], rng, options.crop_padding, options.flip)[0]
+      flip = False
+    return image[:, ::-1] if options.flip and flip else image
+
+  def batch(self, images, rng: np.random.Generator, image_rngs) -> np.ndarray:
+    """The view of a batch: uint8 [B, size, size, C].
+
+    Args:
+      images: uint8 [B, H, W, C] (one size, in memory) or a list of B images (uint8 arrays or encoded bytes).
+      rng: the batch's generator (crop_flip of in-memory images, all at once).
+      image_rngs: () -> B generators, one per image (per-image crops, RandAugment, Cutout); called only
+        when the recipe needs them.
+    """
+    options = self.options
+    whole_batch = isinstance(images, np.ndarray) and options.augment == "crop_flip"
+    if whole_batch:
+      images = crop_flip_batch(images, rng, options.crop_padding, options.flip)
+    if not self.per_image and whole_batch:
+      return images
+    out = []
+    for image, image_rng in zip(images, image_rngs(), strict=True):
+      if not whole_batch:
+        image = self._crop_one(image, image_rng)
+      if options.randaugment.num_ops:
+        image = rand_augment.rand_augment(image, image_rng, options.randaugment)
+      if options.cutout.size:
+        cut = options.cutout
+        image = rand_augment.cutout(image, image_rng, cut.size, cut.fill, cut.prob)
+      out.append(image)
+    return np.stack(out)

@@ -2,19 +2,24 @@
 
 import dataclasses
 
+SOURCES = ("tfds", "image_folder", "embedded", "arrays")
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-  """A dataset served by tensorflow-datasets or read from an image folder.
+  """A dataset the input pipeline can read.
 
   Attributes:
-    name: the tfds builder name (and version, if pinned), or the folder's name under the data directory.
-    mean, std: per-channel normalisation of images scaled to [0, 1].
-    source: "tfds", or "image_folder" (DATA_DIR/<name>/<split>/<class>/<image>, see data.image_folder).
+    name: the tfds builder name (and version, if pinned), or the folder's name under the data directory
+      ("" for the generic `image_folder`, whose root is data.data_dir itself).
+    mean, std: per-channel normalisation of images scaled to [0, 1]; () when computed from the training
+      split (`image_folder`, arrays given without them).
+    source: "tfds" (prepared tensorflow-datasets, read as ArrayRecord), "image_folder"
+      (ROOT/<split>/<class>/<image>, see data.image_folder), "embedded" (ships in the package) or "arrays"
+      (numpy arrays registered from Python, `data.register_arrays`).
     image_size: side of every image when all have the same square size; 0 when sizes vary (the config's
-      data.image_size then sets the crop).
+      data.image_size then sets the crop) or are found when the data is read (folders, arrays).
     train_split, eval_split: split names (tfds splits or sub-folders).
-    embedded: ships inside the package; prepared locally on first use, never downloaded.
     prepare_hint: how to prepare it on a machine without internet; DIR stands for the data directory.
   """
 
@@ -25,14 +30,15 @@ class DatasetSpec:
   image_size: int = 0
   train_split: str = "train"
   eval_split: str = "test"
-  embedded: bool = False
   prepare_hint: str = ""
 
 
+PREPARE_INSTALL = 'pip install "adamix_jax[prepare]"'  # TensorFlow: needed once, to prepare a tfds dataset.
+_TFDS_BUILD = "python -m adamix_jax.data.prepare {name} --data_dir DIR"
 _CIFAR_HINT = (
-  "On a machine with internet, run `tfds build {name} --data_dir DIR` (or start this training there once) "
-  "and copy DIR to this machine. Offline, put the official archive {archive} in DIR/downloads/manual/ and run "
-  "`tfds build {name} --data_dir DIR --manual_dir DIR/downloads/manual`."
+  f"Prepare it once (TensorFlow is needed for this only: `{PREPARE_INSTALL}`): `{_TFDS_BUILD}` on a machine "
+  "with internet (or start this training there once), then copy DIR here. Offline, put the official archive "
+  f"{{archive}} in DIR/downloads/manual/ and run `{_TFDS_BUILD} --manual_dir DIR/downloads/manual`."
 )
 _FOLDER_HINT = (
   "tensorflow-datasets has no builder for it: lay the images out as DIR/{name}/{{{train},{eval}}}/<class>/<image>. "
@@ -42,7 +48,15 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 DATASETS: dict[str, DatasetSpec] = {
   "fashion_mnist_subset": DatasetSpec(
-    "fashion_mnist_subset", mean=(0.2860,), std=(0.3530,), image_size=28, embedded=True
+    "fashion_mnist_subset", mean=(0.2860,), std=(0.3530,), source="embedded", image_size=28
+  ),
+  "image_folder": DatasetSpec(
+    "",
+    mean=(),
+    std=(),
+    source="image_folder",
+    prepare_hint="Lay your images out as DIR/<split>/<class>/<image> (split names: config.data.train_split and "
+    "config.data.eval_split, 'train' and 'test' by default) and set config.data.data_dir = DIR.",
   ),
   "cifar10": DatasetSpec(
     "cifar10:3.0.2",
@@ -76,14 +90,16 @@ DATASETS: dict[str, DatasetSpec] = {
     eval_split="validation",
     prepare_hint="ImageNet cannot be downloaded automatically. Put ILSVRC2012_img_train.tar and "
     "ILSVRC2012_img_val.tar (from image-net.org) in DIR/downloads/manual/ and run "
-    "`tfds build imagenet2012 --data_dir DIR --manual_dir DIR/downloads/manual` (once; about 150 GB).",
+    f"`{_TFDS_BUILD.format(name='imagenet2012')} --manual_dir DIR/downloads/manual` (once; about 150 GB; "
+    f"TensorFlow is needed for this only: `{PREPARE_INSTALL}`).",
   ),
   "cub200": DatasetSpec(
     "caltech_birds2011",
     IMAGENET_MEAN,
     IMAGENET_STD,
-    prepare_hint="On a machine with internet, run `tfds build caltech_birds2011 --data_dir DIR` and copy DIR "
-    "here (the official 5,994 / 5,794 train / test split).",
+    prepare_hint=f"On a machine with internet, run `{PREPARE_INSTALL}` and "
+    f"`{_TFDS_BUILD.format(name='cub200')}`, and copy DIR here (the official 5,994 / 5,794 train / "
+    "test split).",
   ),
   "fgvc_aircraft": DatasetSpec(
     "fgvc_aircraft",

@@ -5,10 +5,20 @@ import dataclasses
 import os
 
 from adamix_jax.config import ConfigError
-from adamix_jax.data.augment import AUGMENTATIONS, RESIZE_METHODS
 from adamix_jax.data.datasets import DATASETS, DatasetSpec
 from adamix_jax.data.rand_augment import CutoutOptions, Policy
-from adamix_jax.options import Options, non_negative, one_of, option, ordered_range, positive
+from adamix_jax.options import Options, each, non_negative, one_of, option, ordered_range, positive, unit_interval
+
+AUGMENTATIONS = ("crop_flip", "random_resized_crop")
+RESIZE_METHODS = ("bilinear", "bicubic")
+MAX_WORKERS = 16
+
+
+def known_dataset(name: str) -> str | None:
+  """A built-in dataset or one registered from Python (`data.register_arrays`) in this process."""
+  if name in DATASETS:
+    return None
+  return f"is not known. Valid choices: {', '.join(sorted(DATASETS))} (or arrays registered with data.register_arrays)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,9 +26,14 @@ class DataOptions(Options):
   """`config.data` (base_config documents each key)."""
 
   section = "data"
-  name: str = option("name", one_of(DATASETS))
+  name: str = option("name", known_dataset)
   data_dir: str = option("data_dir")
   download: bool = option("download")
+  train_split: str = option("train_split")
+  eval_split: str = option("eval_split")
+  mean: tuple[float, ...] = option("mean", each(unit_interval))
+  std: tuple[float, ...] = option("std", each(positive))
+  channels: int = option("channels", one_of(0, 1, 3))
   augment: str = option("augment", one_of(AUGMENTATIONS))
   crop_padding: int = option("crop_padding", non_negative)
   crop_scale: tuple[float, float] = option("crop_scale", ordered_range())
@@ -30,9 +45,8 @@ class DataOptions(Options):
   cutout: CutoutOptions = option("cutout")
   max_train_examples: int = option("max_train_examples", non_negative)
   max_eval_examples: int = option("max_eval_examples", non_negative)
-  cache: bool = option("cache")
-  shuffle_buffer: int = option("shuffle_buffer", non_negative)
   input_slices: int = option("input_slices", non_negative)
+  workers: int = option("workers", non_negative)
 
   @property
   def spec(self) -> DatasetSpec:
@@ -40,11 +54,27 @@ class DataOptions(Options):
 
   @property
   def input_size(self) -> int:
-    """The side of the model's square input: image_size, or the dataset's own."""
+    """The side of the model's square input: image_size, or the dataset's own (0: known once it is read)."""
     return self.image_size or self.spec.image_size
+
+  @property
+  def worker_count(self) -> int:
+    """Host threads for decoding and augmentation: `workers`, or one per CPU core (at most MAX_WORKERS)."""
+    return self.workers or min(MAX_WORKERS, os.cpu_count() or 1)
+
+  def splits(self, spec: DatasetSpec) -> tuple[str, str]:
+    """(training split, evaluation split): the config's, else the dataset's own."""
+    return self.train_split or spec.train_split, self.eval_split or spec.eval_split
 
   def check(self):
     spec = self.spec
+    if len(self.mean) != len(self.std):
+      raise ConfigError(
+        f"{self.key('mean')} has {len(self.mean)} values but {self.key('std')} has {len(self.std)}: give one "
+        "per channel in both, or neither."
+      )
+    if spec.source == "image_folder" and not spec.name:
+      return  # A user's folder: the images' size is known once they are read (`data_info` checks it then).
     if spec.image_size == 0 and self.image_size == 0:
       raise ConfigError(
         f"The images of {self.key('name')} = {self.name!r} vary in size: set {self.key('image_size')} (the side of "

@@ -1,7 +1,7 @@
-"""RandAugment and Cutout on uint8 images inside tf.data: PIL's operations, deterministic per example.
+"""RandAugment and Cutout on uint8 numpy images: PIL's operations, each draw from a numpy Generator.
 
-    image = rand_augment(image, seed, policy)   # uint8 [H, W, C] -> uint8 [H, W, C], C = 1 or 3
-    image = cutout(image, seed, size=16, fill=(127, 127, 127), prob=1.0)
+    image = rand_augment(image, rng, policy)   # uint8 [H, W, C] -> uint8 [H, W, C], C = 1 or 3
+    image = cutout(image, rng, size=16, fill=(127, 127, 127), prob=1.0)
 
 Every operation reproduces the PIL function that FixMatch, TorchSSL and OpenMixup call on uint8 images
 (`ImageOps.autocontrast`, `ImageOps.equalize`, `ImageOps.posterize`, `ImageOps.solarize`,
@@ -14,18 +14,17 @@ argument: per image, `num_ops` operations are drawn uniformly with replacement, 
 probability `prob`, at magnitude value `low + (high - low) * level / max_level`, negated with probability
 `negate_prob` for the operations that have a direction. With `level_std` > 0 each drawn operation's level
 is itself drawn, from a normal around `level` clipped to [0, max_level] (timm's and OpenMixup's
-`magnitude_std`, e.g. "rand-m7-mstd0.5"). Every draw comes from a stateless seed.
+`magnitude_std`, e.g. "rand-m7-mstd0.5"). Every draw comes from the `numpy.random.Generator` passed in,
+in a fixed order, so an image's result is a function of that generator's seed.
 """
 
 import dataclasses
 import math
 
-from adamix_jax import quiet
+import numpy as np
+
 from adamix_jax.config import ConfigError
 from adamix_jax.options import Options, colour, each, non_negative, one_of, option, positive, unit_interval
-
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
-
 
 # name -> (low, high, kind). kind: "none" (no argument), "factor" (PIL enhance factor 1 +/- value),
 # "signed" (rotation degrees, shear, translation as a fraction of the side: value or -value), "plain".
@@ -89,221 +88,207 @@ class CutoutOptions(Options):
   prob: float = option("prob", unit_interval)
 
 
-def _float(image: tf.Tensor) -> tf.Tensor:
-  return tf.cast(image, tf.float32)
-
-
-def _to_uint8(values: tf.Tensor) -> tf.Tensor:
+def _to_uint8(values: np.ndarray) -> np.ndarray:
   """PIL's float -> uint8: clip to [0, 255] and truncate."""
-  return tf.cast(tf.floor(tf.clip_by_value(values, 0.0, 255.0)), tf.uint8)
+  return np.floor(np.clip(values, 0.0, 255.0)).astype(np.uint8)
 
 
-def blend(degenerate: tf.Tensor, image: tf.Tensor, factor) -> tf.Tensor:
+def blend(degenerate: np.ndarray, image: np.ndarray, factor: float) -> np.ndarray:
   """PIL's Image.blend(degenerate, image, factor): degenerate + factor (image - degenerate), truncated."""
-  return _to_uint8(_float(degenerate) + factor * (_float(image) - _float(degenerate)))
+  base = degenerate.astype(np.float32)
+  return _to_uint8(base + np.float32(factor) * (image.astype(np.float32) - base))
 
 
-def grey(image: tf.Tensor) -> tf.Tensor:
+def grey(image: np.ndarray) -> np.ndarray:
   """PIL's convert("L") of an RGB image, [H, W, 1]: (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
   if image.shape[-1] == 1:
     return image
-  weights = tf.constant([19595, 38470, 7471], tf.int32)
-  luma = tf.reduce_sum(tf.cast(image, tf.int32) * weights, axis=-1, keepdims=True) + 0x8000
-  return tf.cast(tf.bitwise.right_shift(luma, 16), tf.uint8)
+  luma = image.astype(np.int32) @ np.array([19595, 38470, 7471], np.int32) + 0x8000
+  return (luma >> 16).astype(np.uint8)[..., None]
 
 
-def _per_channel_lut(image: tf.Tensor, make_lut) -> tf.Tensor:
-  """Applies `make_lut(histogram int32 [256]) -> int32 [256]` to each channel's pixels."""
-  channels = []
+def _per_channel_lut(image: np.ndarray, make_lut) -> np.ndarray:
+  """Applies `make_lut(histogram int64 [256]) -> int [256]` to each channel's pixels."""
+  out = np.empty_like(image)
   for c in range(image.shape[-1]):
-    channel = tf.cast(image[..., c], tf.int32)
-    lut = make_lut(tf.math.bincount(tf.reshape(channel, [-1]), minlength=256, maxlength=256))
-    channels.append(tf.gather(tf.clip_by_value(lut, 0, 255), channel))
-  return tf.cast(tf.stack(channels, axis=-1), tf.uint8)
+    channel = image[..., c]
+    lut = np.clip(make_lut(np.bincount(channel.ravel(), minlength=256)), 0, 255).astype(np.uint8)
+    out[..., c] = lut[channel]
+  return out
 
 
-def auto_contrast(image: tf.Tensor) -> tf.Tensor:
+def auto_contrast(image: np.ndarray) -> np.ndarray:
   """ImageOps.autocontrast: each channel's [lo, hi] stretched to [0, 255] (int(i * scale + offset))."""
 
   def lut(histogram):
-    present = tf.where(histogram > 0)[:, 0]
-    lo, hi = tf.cast(tf.reduce_min(present), tf.float32), tf.cast(tf.reduce_max(present), tf.float32)
-    scale = 255.0 / tf.maximum(hi - lo, 1.0)
-    stretched = tf.cast(tf.range(256, dtype=tf.float32) * scale - lo * scale, tf.int32)
-    return tf.where(hi > lo, stretched, tf.range(256))
+    present = np.flatnonzero(histogram)
+    lo, hi = present[0], present[-1]
+    if hi <= lo:
+      return np.arange(256)
+    scale = 255.0 / (hi - lo)
+    return (np.arange(256) * scale - lo * scale).astype(np.int64)  # Truncated towards zero, as int().
 
   return _per_channel_lut(image, lut)
 
 
-def equalize(image: tf.Tensor) -> tf.Tensor:
+def equalize(image: np.ndarray) -> np.ndarray:
   """ImageOps.equalize: each channel's cumulative histogram, without its last bin, spread over 256 levels."""
 
   def lut(histogram):
-    present = tf.boolean_mask(histogram, histogram > 0)
-    step = (tf.reduce_sum(histogram) - present[-1]) // 255
-    cumulative = tf.cumsum(histogram, exclusive=True)
-    return tf.where(step > 0, (step // 2 + cumulative) // tf.maximum(step, 1), tf.range(256))
+    step = (histogram.sum() - histogram[np.flatnonzero(histogram)[-1]]) // 255
+    if not step:
+      return np.arange(256)
+    exclusive = np.concatenate([[0], np.cumsum(histogram)[:-1]])
+    return (step // 2 + exclusive) // step
 
   return _per_channel_lut(image, lut)
 
 
-def posterize(image: tf.Tensor, bits) -> tf.Tensor:
+def posterize(image: np.ndarray, bits: float) -> np.ndarray:
   """ImageOps.posterize: keep the `bits` (rounded up, 1 to 8) highest bits of every value."""
-  bits = tf.clip_by_value(tf.cast(tf.math.ceil(tf.cast(bits, tf.float32)), tf.int32), 1, 8)
-  mask = tf.cast(256 - tf.bitwise.left_shift(1, 8 - bits), tf.uint8)
-  return tf.bitwise.bitwise_and(image, mask)
+  bits = min(max(math.ceil(bits), 1), 8)
+  return image & np.uint8(256 - (1 << (8 - bits)))
 
 
-def solarize(image: tf.Tensor, threshold) -> tf.Tensor:
+def solarize(image: np.ndarray, threshold: float) -> np.ndarray:
   """ImageOps.solarize: values at or above `threshold` are inverted."""
-  return tf.where(_float(image) < tf.cast(threshold, tf.float32), image, 255 - image)
+  return np.where(image < threshold, image, 255 - image).astype(np.uint8)
 
 
-def brightness(image: tf.Tensor, factor) -> tf.Tensor:
+def brightness(image: np.ndarray, factor: float) -> np.ndarray:
   """ImageEnhance.Brightness: a blend with black."""
-  return blend(tf.zeros_like(image), image, factor)
+  return blend(np.zeros_like(image), image, factor)
 
 
-def color(image: tf.Tensor, factor) -> tf.Tensor:
+def color(image: np.ndarray, factor: float) -> np.ndarray:
   """ImageEnhance.Color: a blend with the grey image (a grey image is unchanged)."""
-  return blend(tf.broadcast_to(grey(image), tf.shape(image)), image, factor)
+  return blend(np.broadcast_to(grey(image), image.shape), image, factor)
 
 
-def contrast(image: tf.Tensor, factor) -> tf.Tensor:
+def contrast(image: np.ndarray, factor: float) -> np.ndarray:
   """ImageEnhance.Contrast: a blend with the grey image's mean level, int(mean + 0.5)."""
-  mean = tf.floor(tf.reduce_mean(_float(grey(image))) + 0.5)
-  return blend(tf.fill(tf.shape(image), tf.cast(mean, tf.uint8)), image, factor)
+  mean = int(grey(image).mean(dtype=np.float64) + 0.5)
+  return blend(np.full_like(image, mean), image, factor)
 
 
-def sharpness(image: tf.Tensor, factor) -> tf.Tensor:
+def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
   """ImageEnhance.Sharpness: a blend with the image smoothed by PIL's SMOOTH kernel (border pixels kept)."""
-  kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-  channels = image.shape[-1]
-  kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
-  smooth = tf.nn.depthwise_conv2d(_float(image)[None], kernel, [1, 1, 1, 1], "VALID")[0]
-  smooth = tf.pad(_to_uint8(smooth + 0.5), [[1, 1], [1, 1], [0, 0]])
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  inside = tf.pad(tf.ones([height - 2, width - 2, channels], tf.bool), [[1, 1], [1, 1], [0, 0]])
-  return blend(tf.where(inside, smooth, image), image, factor)
+  height, width = image.shape[:2]
+  values = image.astype(np.float32)
+  total = sum(values[dy : height - 2 + dy, dx : width - 2 + dx] for dy in range(3) for dx in range(3))
+  smooth = image.copy()
+  smooth[1:-1, 1:-1] = _to_uint8((total + 4.0 * values[1:-1, 1:-1]) / 13.0 + 0.5)  # Centre weight 5 = 1 + 4.
+  return blend(smooth, image, factor)
 
 
-def affine(image: tf.Tensor, matrix, fill) -> tf.Tensor:
+def affine(image: np.ndarray, matrix, fill) -> np.ndarray:
   """Image.transform(AFFINE, matrix, NEAREST, fillcolor=fill): output pixel (x, y) reads input pixel
   floor(a (x + 1/2) + b (y + 1/2) + c), floor(d (x + 1/2) + e (y + 1/2) + f), as PIL does.
 
   Args:
-    matrix: (a, b, c, d, e, f), float.
+    matrix: (a, b, c, d, e, f).
     fill: the colour of pixels read from outside the image, one value per channel.
   """
-  a, b, c, d, e, f = (tf.cast(v, tf.float32) for v in matrix)
-  # TF's nearest sampling rounds a x + b y + c; shifting c by (a + b - 1) / 2 makes it PIL's floor at centres.
-  transform = tf.stack([a, b, c + (a + b - 1) / 2, d, e, f + (d + e - 1) / 2, 0.0, 0.0])[None]
-  shape = tf.shape(image)[:2]
-
-  def warp(values):
-    return tf.raw_ops.ImageProjectiveTransformV3(
-      images=values[None], transforms=transform, output_shape=shape, fill_value=0.0,
-      interpolation="NEAREST", fill_mode="CONSTANT",
-    )[0]  # fmt: skip
-
-  warped = warp(_float(image))
-  inside = warp(tf.ones_like(_float(image[..., :1]))) > 0
-  fill = tf.constant(fill, tf.float32)[: image.shape[-1]]
-  return tf.cast(tf.where(inside, warped, fill), tf.uint8)
+  a, b, c, d, e, f = (float(v) for v in matrix)
+  height, width, channels = image.shape
+  ys, xs = np.mgrid[:height, :width] + 0.5
+  source_x = np.floor(a * xs + b * ys + c).astype(np.int64)
+  source_y = np.floor(d * xs + e * ys + f).astype(np.int64)
+  inside = (source_x >= 0) & (source_x < width) & (source_y >= 0) & (source_y < height)
+  out = np.empty_like(image)
+  out[:] = np.asarray(fill[:channels], np.uint8)
+  out[inside] = image[source_y[inside], source_x[inside]]
+  return out
 
 
-def rotate(image: tf.Tensor, degrees, fill) -> tf.Tensor:
+def rotate(image: np.ndarray, degrees: float, fill) -> np.ndarray:
   """Image.rotate(degrees, NEAREST, fillcolor=fill): counter-clockwise about the centre (W / 2, H / 2)."""
-  height, width = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
-  angle = -tf.cast(degrees, tf.float32) * math.pi / 180
-  cos, sin = tf.cos(angle), tf.sin(angle)
+  height, width = image.shape[:2]
+  angle = -math.radians(degrees)
+  cos, sin = round(math.cos(angle), 15), round(math.sin(angle), 15)
   cx, cy = width / 2, height / 2
   matrix = (cos, sin, cx - cos * cx - sin * cy, -sin, cos, cy + sin * cx - cos * cy)
   return affine(image, matrix, fill)
 
 
-def shear_x(image: tf.Tensor, shear, fill) -> tf.Tensor:
+def shear_x(image: np.ndarray, shear: float, fill) -> np.ndarray:
   """AFFINE (1, shear, 0, 0, 1, 0): output (x, y) reads input (x + shear y, y)."""
   return affine(image, (1.0, shear, 0.0, 0.0, 1.0, 0.0), fill)
 
 
-def shear_y(image: tf.Tensor, shear, fill) -> tf.Tensor:
+def shear_y(image: np.ndarray, shear: float, fill) -> np.ndarray:
   """AFFINE (1, 0, 0, shear, 1, 0): output (x, y) reads input (x, y + shear x)."""
   return affine(image, (1.0, 0.0, 0.0, shear, 1.0, 0.0), fill)
 
 
-def translate_x(image: tf.Tensor, fraction, fill) -> tf.Tensor:
+def translate_x(image: np.ndarray, fraction: float, fill) -> np.ndarray:
   """AFFINE (1, 0, fraction W, 0, 1, 0): the content moves left by fraction W pixels when positive."""
-  pixels = tf.round(fraction * tf.cast(tf.shape(image)[1], tf.float32))
-  return affine(image, (1.0, 0.0, pixels, 0.0, 1.0, 0.0), fill)
+  return affine(image, (1.0, 0.0, round(fraction * image.shape[1]), 0.0, 1.0, 0.0), fill)
 
 
-def translate_y(image: tf.Tensor, fraction, fill) -> tf.Tensor:
+def translate_y(image: np.ndarray, fraction: float, fill) -> np.ndarray:
   """AFFINE (1, 0, 0, 0, 1, fraction H): the content moves up by fraction H pixels when positive."""
-  pixels = tf.round(fraction * tf.cast(tf.shape(image)[0], tf.float32))
-  return affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, pixels), fill)
+  return affine(image, (1.0, 0.0, 0.0, 0.0, 1.0, round(fraction * image.shape[0])), fill)
 
 
-def apply(name: str, image: tf.Tensor, value, fill=(128, 128, 128)) -> tf.Tensor:
-  """Operation `name` of FIXMATCH_OPERATIONS with its argument `value` (a factor, bits, degrees, ...)."""
-  if name in ("AutoContrast", "Equalize", "Identity"):
-    return {"AutoContrast": auto_contrast, "Equalize": equalize, "Identity": tf.identity}[name](image)
-  if name in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"):
-    geometric = {"Rotate": rotate, "ShearX": shear_x, "ShearY": shear_y, "TranslateX": translate_x}
-    return {**geometric, "TranslateY": translate_y}[name](image, value, fill)
-  pointwise = {"Brightness": brightness, "Color": color, "Contrast": contrast, "Sharpness": sharpness}
-  return {**pointwise, "Posterize": posterize, "Solarize": solarize}[name](image, value)
+_GEOMETRIC = {"Rotate": rotate, "ShearX": shear_x, "ShearY": shear_y, "TranslateX": translate_x}
+_GEOMETRIC["TranslateY"] = translate_y
+_POINTWISE = {"Brightness": brightness, "Color": color, "Contrast": contrast, "Sharpness": sharpness}
+_POINTWISE.update(Posterize=posterize, Solarize=solarize)
+_PLAIN = {"AutoContrast": auto_contrast, "Equalize": equalize, "Identity": lambda image: image}
 
 
-def _operation_value(name: str, negate: tf.Tensor, level, policy: Policy):
+def apply(name: str, image: np.ndarray, value: float, fill=(128, 128, 128)) -> np.ndarray:
+  """Operation `name` of FIXMATCH_OPERATIONS on uint8 [H, W, C] with its argument `value` (a factor, bits,
+  degrees, ...)."""
+  if name in _PLAIN:
+    return _PLAIN[name](image)
+  if name in _GEOMETRIC:
+    return _GEOMETRIC[name](image, value, fill)
+  return _POINTWISE[name](image, value)
+
+
+def operation_value(name: str, negate: bool, level: float, policy: Policy) -> float:
   """The argument of operation `name` at `level`, negated (for directed operations) if `negate`."""
   low, high, kind = FIXMATCH_OPERATIONS[name]
   value = low + (high - low) * level / policy.max_level
-  if kind in ("factor", "signed"):
-    value = tf.where(negate, -value, value)
+  if kind in ("factor", "signed") and negate:
+    value = -value
   return 1.0 + value if kind == "factor" else value
 
 
-def _random_operation(image: tf.Tensor, seed: tf.Tensor, policy: Policy) -> tf.Tensor:
-  """One RandAugment draw: an operation chosen uniformly, applied with probability `policy.prob`."""
-  choice_seed, apply_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+def rand_augment(image: np.ndarray, rng: np.random.Generator, policy: Policy) -> np.ndarray:
+  """RandAugment of one uint8 image [H, W, C] (see the module docstring).
+
+  Each of the `num_ops` draws takes, in this order: the operation, whether it applies, whether it is
+  negated, and its level's normal deviate (always drawn, used when `level_std` > 0).
+  """
   names = list(policy.operations or FIXMATCH_OPERATIONS)
-  index = tf.random.stateless_uniform([], choice_seed, 0, len(names), dtype=tf.int32)
-  negate = tf.random.stateless_uniform([], sign_seed) < policy.negate_prob
-  level = policy.level
-  if policy.level_std:
-    level_seed = tf.random.experimental.stateless_fold_in(seed, 3)
-    drawn = policy.level + policy.level_std * tf.random.stateless_normal([], level_seed)
-    level = tf.clip_by_value(drawn, 0.0, policy.max_level)
-  branches = [
-    lambda name=name: apply(name, image, _operation_value(name, negate, level, policy), policy.fill) for name in names
-  ]
-  augmented = tf.switch_case(index, branches)
-  return tf.where(tf.random.stateless_uniform([], apply_seed) < policy.prob, augmented, image)
-
-
-def rand_augment(image: tf.Tensor, seed: tf.Tensor, policy: Policy) -> tf.Tensor:
-  """RandAugment of one uint8 image [H, W, C] from a stateless seed [2] (see the module docstring)."""
-  if policy.num_ops == 0:
-    return image
-  for op_seed in tf.unstack(tf.random.experimental.stateless_split(seed, policy.num_ops)):
-    image = _random_operation(image, op_seed, policy)
+  for _ in range(policy.num_ops):
+    index, applies, negate, deviate = rng.integers(len(names)), rng.random(), rng.random(), rng.standard_normal()
+    if applies >= policy.prob:
+      continue
+    level = policy.level
+    if policy.level_std:
+      level = min(max(policy.level + policy.level_std * deviate, 0.0), policy.max_level)
+    name = names[index]
+    image = apply(name, image, operation_value(name, negate < policy.negate_prob, level, policy), policy.fill)
   return image
 
 
-def cutout(image: tf.Tensor, seed: tf.Tensor, size: int, fill, prob: float = 1.0) -> tf.Tensor:
+def cutout(image: np.ndarray, rng: np.random.Generator, size: int, fill, prob: float = 1.0) -> np.ndarray:
   """Fills a size x size square whose top-left corner is uniform over the image (clipped at the border).
 
   Args:
-    seed: stateless seed [2].
+    image: uint8 [H, W, C].
+    rng: draws the corner, then whether the square is cut at all.
     fill: one value per channel.
-    prob: probability that the square is cut at all.
+    prob: probability that the square is cut.
   """
-  corner_seed, apply_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  top, left = tf.unstack(tf.random.stateless_uniform([2], corner_seed, 0, 2**30, dtype=tf.int32) % [height, width])
-  rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
-  square = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
-  square &= tf.random.stateless_uniform([], apply_seed) < prob
-  fill = tf.constant(fill, tf.uint8)[: image.shape[-1]]
-  return tf.where(square[..., None], fill, image)
+  height, width, channels = image.shape
+  top, left, cut = rng.integers(height), rng.integers(width), rng.random() < prob
+  if not cut:
+    return image
+  out = image.copy()
+  out[top : top + size, left : left + size] = np.asarray(fill[:channels], np.uint8)
+  return out

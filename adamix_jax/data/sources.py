@@ -1,65 +1,30 @@
-"""Where a run's data comes from and what it is: the prepared tfds builder or image folder, and `DataInfo`.
+"""Where a run's examples come from: one random-access `Split` per split, whatever the dataset's source.
 
-A dataset that is not prepared is prepared here when that can succeed now (the embedded one always; others
-when `config.data.download` is set and their source answers), and otherwise fails at once with the
-directory searched and how to prepare it: never tfds's minutes-long download retry loop.
+    dataset = open_dataset(options)                  # options: DataOptions
+    split = dataset.split("train")                   # every example of the (possibly truncated) split
+    part = split.slice(k, slices)                    # this process's (or slice's) even share
+    images, labels = part.take(np.array([3, 1, 4]))  # uint8 [3, H, W, C] (or encoded bytes), int32 [3]
+
+Sources: the embedded dataset and numpy arrays registered from Python (`register_arrays`) are held in
+memory; image folders list their files (`image_folder`); prepared tensorflow-datasets are read as
+ArrayRecord through `tfds.data_source` (`tfds_source`), without TensorFlow. A split whose images all have
+one size is decoded once into host memory (uint8; CIFAR's 50,000 images take 150 MB) when the pipeline
+first reads it; other splits hand out encoded bytes, decoded where they are cropped.
 """
 
-import concurrent.futures
-import contextlib
 import dataclasses
 import functools
-import io
 import os
-import socket
-import urllib.parse
 
-import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
-from absl import logging as absl_logging
 
-from adamix_jax import quiet
-from adamix_jax.data import (
-  fashion_mnist_subset,  # noqa: F401  (registers the embedded builder)
-  image_folder,
-)
+from adamix_jax.config import ConfigError
+from adamix_jax.data import fashion_mnist_subset, image_folder
 from adamix_jax.data.datasets import DATASETS, DatasetSpec
+from adamix_jax.data.options import DataOptions
+from adamix_jax.data.splits import DataNotPreparedError, Dataset, Split, normalisation
 
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
-
-
-def keep_tensorflow_on_the_host() -> None:
-  """Hides the GPUs from TensorFlow, which only feeds the host pipeline, so they stay JAX's.
-
-  Called before the first TensorFlow work of a run. Does nothing where TensorFlow sees no GPU, and warns
-  where its devices were already initialised (by the caller's own TensorFlow use) and can no longer change.
-  """
-  if not tf.config.get_visible_devices("GPU"):
-    return
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:
-    print("warning: TensorFlow already initialised its GPUs; it may hold accelerator memory JAX needs.")
-
-
-@contextlib.contextmanager
-def _quiet_tfds():
-  """Silences tfds's own messages: its "Downloading and preparing" line (said even when nothing is
-  downloaded), its progress bars and its absl warnings. Errors still raise."""
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)
-  tfds.display_progress_bar(False)
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      yield
-  finally:
-    tfds.display_progress_bar(True)
-    absl_logging.set_verbosity(verbosity)
-
-
-class DataNotPreparedError(RuntimeError):
-  """The dataset is not prepared and cannot be downloaded now. The message says how to prepare it."""
+IN_MEMORY_BYTES = 4 << 30  # A folder of one image size up to this many decoded bytes is held in memory.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +33,7 @@ class DataInfo:
 
   Attributes:
     num_classes: classes of the label feature.
-    image_shape: (H, W, C) of one image.
+    image_shape: (H, W, C) of one image as the model sees it.
     num_train, num_eval: examples in the (possibly truncated) train and evaluation splits, all processes.
     mean, std: per-channel normalisation of images in [0, 1].
     class_names: the name of each label, where the dataset has them (pictures); () otherwise.
@@ -83,144 +48,178 @@ class DataInfo:
   class_names: tuple[str, ...] = ()
 
 
-def _data_dir(config: ml_collections.ConfigDict) -> str | None:
-  return config.data.data_dir or os.environ.get("TFDS_DATA_DIR") or None
+# numpy arrays registered from Python: name -> {split: (images, labels)}, class names.
+_ARRAYS: dict[str, tuple[dict[str, tuple[np.ndarray, np.ndarray]], tuple[str, ...]]] = {}
 
 
-def _folder_root(config: ml_collections.ConfigDict) -> str:
-  """DATA_DIR/<name> of an image-folder dataset (DATA_DIR defaults as tfds's: ~/tensorflow_datasets)."""
-  base = _data_dir(config) or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
-  return os.path.join(base, DATASETS[config.data.name].name)
+def register_arrays(
+  name: str,
+  train: tuple[np.ndarray, np.ndarray],
+  test: tuple[np.ndarray, np.ndarray],
+  *,
+  class_names: tuple[str, ...] = (),
+  mean: tuple[float, ...] = (),
+  std: tuple[float, ...] = (),
+) -> None:
+  """Makes numpy arrays a dataset a config can name (`config.data.name = name`), in this process.
 
-
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-  """Whether a TCP connection to `url`'s host opens within `timeout` seconds, name lookup included.
-
-  tfds has no connect timeout of its own: offline, its download retries for minutes. The lookup (which
-  `socket` cannot time out) runs in a worker thread so the answer comes within `timeout` in any case.
-  """
-  parsed = urllib.parse.urlparse(url)
-  port = parsed.port or (443 if parsed.scheme == "https" else 80)
-
-  def connect():
-    with socket.create_connection((parsed.hostname, port), timeout=timeout):
-      return True
-
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  try:
-    return pool.submit(connect).result(timeout=timeout)
-  except Exception:  # Any failure (no route, no name, refused, timeout) means: not reachable now.
-    return False
-  finally:
-    pool.shutdown(wait=False)
-
-
-def _not_prepared(spec: DatasetSpec, where: str, reason: str, data_dir: str) -> DataNotPreparedError:
-  return DataNotPreparedError(
-    f"Dataset {spec.name!r} is not prepared in {where} ({reason}).\n"
-    f"{spec.prepare_hint.replace('DIR', data_dir)}\n"
-    "Point config.data.data_dir (or TFDS_DATA_DIR) at the directory that holds the prepared data."
-  )
-
-
-def prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The tfds builder of `config.data.name`, prepared.
-
-  The embedded dataset is prepared locally on first use. Another dataset that is not prepared is
-  downloaded only when `config.data.download` is set and its source answers within seconds; otherwise
-  this fails at once (never tfds's minutes-long retry loop) with the directory searched and the way to
-  prepare it.
+  Args:
+    name: the dataset's name (not one of the built-in datasets).
+    train, test: (images, labels): images uint8 [N, H, W] or [N, H, W, C] (C = 1 or 3, square H = W),
+      labels integer [N] in [0, classes).
+    class_names: one per class (default: the numbers).
+    mean, std: per-channel normalisation in [0, 1]; () computes them from the training images.
 
   Raises:
-    DataNotPreparedError: the data is missing and cannot be fetched now.
+    ValueError: the arrays have the wrong dtype, rank or shape, or disagree with each other.
   """
-  keep_tensorflow_on_the_host()
-  spec: DatasetSpec = DATASETS[config.data.name]
-  with _quiet_tfds():  # Its "no dataset_info.json" warning before a first preparation says nothing useful.
-    builder = tfds.builder(spec.name, data_dir=_data_dir(config))
-    prepared = builder.is_prepared()
-  if prepared:
-    return builder
-  if spec.embedded:
-    print(
-      f"Preparing the embedded dataset {spec.name!r} in {builder.data_dir} (it ships with adamix_jax: nothing "
-      "is downloaded; once, a few seconds).",
-      flush=True,
+  if name in DATASETS and DATASETS[name].source != "arrays":
+    raise ValueError(f"{name!r} is a built-in dataset: register your arrays under another name.")
+  splits = {}
+  for split, (images, labels) in (("train", train), ("test", test)):
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim == 3:
+      images = images[..., None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+      raise ValueError(
+        f"{split} images must be uint8 [N, H, W] or [N, H, W, C] with C = 1 or 3, not {images.dtype} "
+        f"{list(images.shape)}: scale float images to 0..255 and cast them to uint8."
+      )
+    if images.shape[1] != images.shape[2]:
+      raise ValueError(f"{split} images must be square, not {images.shape[1]} x {images.shape[2]}.")
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu" or (len(labels) and labels.min() < 0):
+      raise ValueError(
+        f"{split} labels must be non-negative integers [{len(images)}], one per image, not {labels.dtype} "
+        f"{list(labels.shape)}."
+      )
+    splits[split] = (np.ascontiguousarray(images), labels.astype(np.int32))
+  if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
+    raise ValueError(
+      f"train images are {list(splits['train'][0].shape[1:])} but test images {list(splits['test'][0].shape[1:])}."
     )
-    with _quiet_tfds():
-      builder.download_and_prepare()
-    return builder
-  urls = list(getattr(builder, "url_infos", None) or {})
-  if config.data.download and urls and all(_reachable(url) for url in urls):
-    builder.download_and_prepare()
-    return builder
-  reason = (
-    "config.data.download is False"
-    if not config.data.download
-    else f"{urls[0] if urls else 'its source'} cannot be reached"
-  )
-  raise _not_prepared(spec, builder.data_dir, reason, os.path.dirname(os.path.dirname(builder.data_dir)))
+  num_classes = int(max(splits["train"][1].max(initial=0), splits["test"][1].max(initial=0))) + 1
+  names = tuple(class_names) or tuple(str(i) for i in range(num_classes))
+  if len(names) < num_classes:
+    raise ValueError(f"{len(names)} class names for labels up to {num_classes - 1}.")
+  _ARRAYS[name] = splits, names
+  DATASETS[name] = DatasetSpec(name, tuple(mean), tuple(std), source="arrays", image_size=images.shape[1])
+  open_dataset.cache_clear()
+
+
+def _data_dir(options: DataOptions) -> str:
+  """The data directory: data.data_dir, $TFDS_DATA_DIR, or ~/tensorflow_datasets (as tfds)."""
+  default = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+  return options.data_dir or os.environ.get("TFDS_DATA_DIR") or default
+
+
+def _open_arrays(spec: DatasetSpec, options: DataOptions) -> Dataset:
+  if spec.source == "embedded":
+    arrays = fashion_mnist_subset.load_arrays()
+    splits = {s: (arrays[f"{s}_images"][..., None], arrays[f"{s}_labels"].astype(np.int32)) for s in ("train", "test")}
+    names = fashion_mnist_subset.CLASS_NAMES
+  else:
+    splits, names = _ARRAYS[options.name]
+
+  def open_split(name: str) -> Split:
+    if name not in splits:
+      raise ConfigError(f"{spec.name or options.name!r} has the splits 'train' and 'test', not {name!r}.")
+    images, labels = splits[name]
+    return Split(labels, images=images)
+
+  images = splits["train"][0]
+  mean, std = normalisation(options, spec, lambda: open_split("train"), images.shape[-1])
+  return Dataset(spec, names, images.shape[-1], images.shape[1], mean, std, open_split, lambda s: len(splits[s][1]))
+
+
+def _read_file(paths: tuple[str, ...], labels: np.ndarray, index: int) -> tuple[bytes, int]:
+  with open(paths[index], "rb") as f:
+    return f.read(), int(labels[index])
+
+
+def _open_folder(spec: DatasetSpec, options: DataOptions) -> Dataset:
+  root = os.path.join(_data_dir(options), spec.name) if spec.name else options.data_dir
+  if not spec.name and not options.data_dir:
+    raise ConfigError(
+      "config.data.name = 'image_folder' reads config.data.data_dir/<split>/<class>/<image>: set config.data.data_dir."
+    )
+  train_split, eval_split = options.train_split or spec.train_split, options.eval_split or spec.eval_split
+  try:
+    classes = image_folder.class_names(root, train_split)
+    splits = {s: image_folder.list_split(root, s, classes) for s in dict.fromkeys((train_split, eval_split))}
+  except image_folder.FolderLayoutError as error:
+    hint = spec.prepare_hint.replace("DIR", root if not spec.name else os.path.dirname(root))
+    raise DataNotPreparedError(f"The image folder {root} cannot be read: {error}\n{hint}") from None
+  shapes = {s: image_folder.scan(files.paths, options.worker_count) for s, files in splits.items()}
+  every = np.concatenate(list(shapes.values()))
+  channels = options.channels or image_folder.channel_count(every, root, splits[train_split].paths)
+  one_size = len(np.unique(every[:, :2], axis=0)) == 1
+  image_size = int(every[0, 0]) if one_size and every[0, 0] == every[0, 1] else 0
+  fits = int(every[:, 0] @ every[:, 1]) * channels <= IN_MEMORY_BYTES
+
+  def open_split(name: str) -> Split:
+    files = splits[name]
+    read = functools.partial(_read_file, files.paths, files.labels)
+    return Split(files.labels, read=read, one_size=one_size and fits)
+
+  mean, std = normalisation(options, spec, lambda: open_split(train_split), channels)
+  return Dataset(spec, classes, channels, image_size, mean, std, open_split, lambda s: len(splits[s].paths))
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_folder_split(root: str, split: str, classes: tuple[str, ...] | None) -> image_folder.FolderSplit:
-  return image_folder.list_split(root, split, classes)
-
-
-def folder_split(config: ml_collections.ConfigDict, split: str) -> image_folder.FolderSplit:
-  """The files of an image-folder split, labelled by the training split's classes.
+def open_dataset(options: DataOptions) -> Dataset:
+  """The dataset `options` names, opened (once per process and options).
 
   Raises:
-    DataNotPreparedError: the folder is missing or not laid out as <split>/<class>/<image>.
+    DataNotPreparedError: the data is missing (says where it looked and how to prepare it).
+    ConfigError: the options do not fit the data (a split it lacks, normalisation of the wrong length).
+    image_folder.UnreadableImageError: an image cannot be read, or grey and colour images are mixed.
   """
-  spec, root = DATASETS[config.data.name], _folder_root(config)
-  try:
-    classes = image_folder.class_names(root, spec.train_split)
-    return _cached_folder_split(root, split, classes)
-  except image_folder.FolderLayoutError as error:
-    raise _not_prepared(spec, root, str(error), os.path.dirname(root)) from error
-
-
-def yields_encoded_images(spec: DatasetSpec) -> bool:
-  """Whether the source yields encoded image bytes (decoded in the augmentation) rather than uint8 arrays."""
-  return spec.source == "image_folder" or spec.image_size == 0
-
-
-def split_with_limit(base: str, limit: int) -> str:
-  return f"{base}[:{limit}]" if limit else base
-
-
-def data_info(config: ml_collections.ConfigDict) -> DataInfo:
-  """Reads classes and split sizes from the prepared dataset; the image shape is the one the model sees."""
-  spec = DATASETS[config.data.name]
+  spec = DATASETS[options.name]
+  if spec.source in ("embedded", "arrays"):
+    return _open_arrays(spec, options)
   if spec.source == "image_folder":
-    train, test = folder_split(config, spec.train_split), folder_split(config, spec.eval_split)
-    num_classes, channels, names = len(train.classes), 3, train.classes
-    limit = lambda n, cap: min(n, cap) if cap else n
-    num_train = limit(len(train.paths), config.data.max_train_examples)
-    num_eval = limit(len(test.paths), config.data.max_eval_examples)
-  else:
-    info = prepared_builder(config).info
-    image, label = (info.features[key] for key in info.supervised_keys)
-    num_classes, channels, names = label.num_classes, image.shape[-1], tuple(label.names)
-    num_train = info.splits[split_with_limit(spec.train_split, config.data.max_train_examples)].num_examples
-    num_eval = info.splits[split_with_limit(spec.eval_split, config.data.max_eval_examples)].num_examples
-  size = config.data.image_size or spec.image_size
-  return DataInfo(num_classes, (size, size, channels), num_train, num_eval, spec.mean, spec.std, tuple(names))
+    return _open_folder(spec, options)
+  from adamix_jax.data import tfds_source  # tensorflow-datasets is imported only for its datasets.
+
+  return tfds_source.open_dataset(spec, options, _data_dir(options))
 
 
-def train_labels(config: ml_collections.ConfigDict) -> np.ndarray:
-  """int64 [N], the label of every example of the (possibly truncated) training split, in order.
+def data_info(config) -> DataInfo:
+  """Reads classes and split sizes of the run's dataset; the image shape is the one the model sees.
 
-  Reads the labels only (images are not decoded). Fixed-size tfds datasets only (what a labeled subset needs).
+  Raises:
+    ConfigError: the images vary in size (or are not square) but the config keeps their own size.
   """
-  spec = DATASETS[config.data.name]
-  ds = prepared_builder(config).as_dataset(
-    split=split_with_limit(spec.train_split, config.data.max_train_examples),
-    as_supervised=True,
-    shuffle_files=False,
-    decoders={"image": tfds.decode.SkipDecoding()},
-    read_config=tfds.ReadConfig(try_autocache=False),
+  options = DataOptions.from_config(config)
+  dataset = open_dataset(options)
+  size = options.image_size or dataset.image_size
+  if not size:
+    raise ConfigError(
+      f"The images of config.data.name = {options.name!r} vary in size or are not square: set "
+      "config.data.image_size (the side of the model's square input, e.g. 224) and config.data.augment = "
+      "'random_resized_crop'."
+    )
+  if options.augment == "crop_flip" and size != dataset.image_size:
+    raise ConfigError(
+      f"config.data.augment = 'crop_flip' keeps the images' own size ({dataset.image_size or 'varying'}), but "
+      f"config.data.image_size = {options.image_size}. Use 'random_resized_crop', or image_size 0."
+    )
+  limit = lambda n, cap: min(n, cap) if cap else n
+  train_split, eval_split = options.splits(dataset.spec)
+  return DataInfo(
+    len(dataset.class_names),
+    (size, size, dataset.channels),
+    limit(dataset.num_examples(train_split), options.max_train_examples),
+    limit(dataset.num_examples(eval_split), options.max_eval_examples),
+    dataset.mean,
+    dataset.std,
+    tuple(dataset.class_names),
   )
-  batches = ds.map(lambda image, label: label).batch(65536).as_numpy_iterator()
-  return np.concatenate(list(batches)).astype(np.int64)
+
+
+def train_labels(config) -> np.ndarray:
+  """int64 [N], the label of every example of the (possibly truncated) training split, in order."""
+  options = DataOptions.from_config(config)
+  dataset = open_dataset(options)
+  split = dataset.open_split(options.splits(dataset.spec)[0]).first(options.max_train_examples)
+  return split.labels().astype(np.int64)

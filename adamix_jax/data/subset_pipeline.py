@@ -2,76 +2,76 @@
 
 Both streams are iteration-based: the example at position p of a slice's stream (p = step * per-step share
 + place in the batch) is a pure function of (seed, stream, slice, p). Round r = p // n of a slice of n
-examples is a permutation (`tf.random.experimental.index_shuffle` keyed by the round), and the example's
-augmentation seed is folded from the round's key and p % n. A run resumed at step t therefore starts both
-streams at exactly the batches an uninterrupted run would see, with no epoch bookkeeping.
+examples is a permutation drawn from the round's own key, and each step's crops, flips, RandAugment and
+Cutout come from generators keyed by the step (`input_pipeline.generator`). A run resumed at step t
+therefore starts both streams at exactly the batches an uninterrupted run would see, with no epoch
+bookkeeping.
 
 The labeled stream holds the labeled subset (`labeled_subset.py`), augmented by the `config.data` recipe.
 The unlabeled stream holds the whole training split (labeled examples included, as in FixMatch), each
 example in a weak view (crop and flip with `semisup.weak_crop_padding`) and a strong view (crop and flip,
 RandAugment, Cutout: `semisup.strong`); its true labels travel along for the pseudo-label accuracy metric
-and are never used by a loss. Each process holds only its own slices of both, decoded, in host memory
-(fixed-size datasets: CIFAR's 50,000 images take 150 MB).
+and are never used by a loss. Each process holds only its own slices of both.
 """
 
+import dataclasses
+import functools
 from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
 
-from adamix_jax import quiet
-from adamix_jax.data import augment
-from adamix_jax.data.datasets import DATASETS
-from adamix_jax.data.input_pipeline import InputPipeline, input_slices, load_split_slice, stream_seed
+from adamix_jax.data import augment, loader
+from adamix_jax.data.input_pipeline import SHUFFLE, InputPipeline, generator
+from adamix_jax.data.options import DataOptions, SemisupOptions
 from adamix_jax.data.sources import DataInfo
+from adamix_jax.data.splits import Split
 
-tf = quiet.import_tensorflow()  # Until the data layer goes without it: gfile, summaries.
-
-LABELED, UNLABELED = 1, 2  # Stream ids, mixed into each stream's seed.
+LABELED, UNLABELED = 1, 2  # Stream ids, mixed into each stream's keys.
 
 
-def semisup_views(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
-  """The data recipes of the weak and the strong view: config.data with the crop, RandAugment and Cutout replaced."""
-  weak, strong = (ml_collections.ConfigDict(config.data.to_dict()) for _ in range(2))
-  weak.crop_padding = config.semisup.weak_crop_padding
-  weak.randaugment.num_ops, weak.cutout.size = 0, 0
-  options = config.semisup.strong
-  strong.crop_padding = options.crop_padding
-  strong.randaugment = ml_collections.ConfigDict(options.randaugment.to_dict())
-  strong.cutout = ml_collections.ConfigDict(options.cutout.to_dict())
+def semisup_views(config: ml_collections.ConfigDict) -> tuple[DataOptions, DataOptions]:
+  """The recipes of the weak and the strong view: config.data with the crop, RandAugment and Cutout replaced."""
+  data, semisup = DataOptions.from_config(config), SemisupOptions.from_config(config)
+  weak = dataclasses.replace(
+    data,
+    crop_padding=semisup.weak_crop_padding,
+    randaugment=dataclasses.replace(data.randaugment, num_ops=0),
+    cutout=dataclasses.replace(data.cutout, size=0),
+  )
+  strong = semisup.strong
+  strong = dataclasses.replace(
+    data, crop_padding=strong.crop_padding, randaugment=strong.randaugment, cutout=strong.cutout
+  )
   return weak, strong
 
 
 def even_slice(values: np.ndarray, index: int, count: int) -> np.ndarray:
-  """Slice `index` of `count` even slices of `values` (as tfds.even_splits cuts a split)."""
+  """Slice `index` of `count` even slices of `values` (as `Split.slice` cuts a split)."""
   total = len(values)
   return values[total * index // count : total * (index + 1) // count]
 
 
-def _in_memory(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-  """(uint8 images [n, H, W, C], int32 labels [n]) of a dataset of (image, label)."""
-  images, labels = [], []
-  for image_batch, label_batch in ds.batch(4096).as_numpy_iterator():
-    images.append(image_batch)
-    labels.append(label_batch)
-  return np.concatenate(images), np.concatenate(labels).astype(np.int32)
+class _Stream:
+  """One slice's iteration-based stream: positions -> examples, each round a fresh permutation."""
 
+  def __init__(self, split: Split, seed: int, stream: int, slice_id: int):
+    self.split, self.key = split, (seed, stream, slice_id)
 
-def _constants(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
-  """Host-memory tensors of one slice's examples, made once and gathered from by every epoch's stream."""
-  with tf.device("/cpu:0"):
-    return tf.constant(images), tf.constant(labels)
+  @functools.lru_cache(maxsize=4)  # noqa: B019  (a few rounds per stream, for the stream's life)
+  def _order(self, round_index: int) -> np.ndarray:
+    seed, stream, slice_id = self.key
+    return generator(seed, stream, round_index, slice_id, SHUFFLE).permutation(len(self.split))
 
-
-def _labeled_examples(config: ml_collections.ConfigDict, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """The decoded examples at `indices` (sorted positions in the training split), in that order."""
-  spec = DATASETS[config.data.name]
-  ds = load_split_slice(config, spec.train_split, config.data.max_train_examples, 0, 1)  # The whole split.
-  wanted = np.zeros(int(indices.max()) + 1, bool)
-  wanted[indices] = True
-  table, size = tf.constant(wanted), len(wanted)
-  ds = ds.enumerate().filter(lambda i, _: tf.logical_and(i < size, tf.gather(table, tf.minimum(i, size - 1))))
-  return _in_memory(ds.map(lambda i, example: example))
+  def indices(self, positions: np.ndarray) -> np.ndarray:
+    """The split's example at each stream position (int [k])."""
+    n = len(self.split)
+    rounds, offsets = np.divmod(positions, n)
+    out = np.empty_like(positions)
+    for r in np.unique(rounds):
+      here = rounds == r
+      out[here] = self._order(int(r))[offsets[here]]
+    return out
 
 
 class SubsetPipeline(InputPipeline):
@@ -98,50 +98,35 @@ class SubsetPipeline(InputPipeline):
     process_count: int = 1,
   ):
     super().__init__(config, info, process_index=process_index, process_count=process_count)
-    self._train = None  # The supervised epochs are not used here.
     self.steps_per_epoch = steps_per_epoch
-    slices = input_slices(config, process_count)
-    self.weak_view, self.strong_view = semisup_views(config)
-    mine = [even_slice(labeled_indices, k, slices) for k in self._slice_ids]
-    images, labels = _labeled_examples(config, np.concatenate(mine))
-    bounds = np.cumsum([0] + [len(m) for m in mine])
-    self._labeled = [_constants(images[a:b], labels[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    size, channels = info.image_shape[0], info.image_shape[-1]
+    weak, strong = semisup_views(config)
+    self.weak_view, self.strong_view = augment.View(weak, size, channels), augment.View(strong, size, channels)
+    seed, name = config.seed, f"{self.options.name}'s labeled examples"
+    labeled = [self.train_split.subset(even_slice(labeled_indices, k, self.slice_count)) for k in self._slice_ids]
+    self._labeled = [
+      _Stream(self._ready(split, name), seed, LABELED, k) for k, split in zip(self._slice_ids, labeled, strict=True)
+    ]
     self._unlabeled = None
     if unlabeled:
-      spec, limit = DATASETS[config.data.name], config.data.max_train_examples
       self._unlabeled = [
-        _constants(*_in_memory(load_split_slice(config, spec.train_split, limit, k, slices))) for k in self._slice_ids
+        _Stream(split, seed, UNLABELED, k) for k, split in zip(self._slice_ids, self._train_slices, strict=True)
       ]
     self.labeled_batch = config.batch_size // process_count
-    self.unlabeled_batch = self.labeled_batch * config.semisup.unlabeled_ratio
+    self.unlabeled_batch = self.labeled_batch * SemisupOptions.from_config(config).unlabeled_ratio
 
-  def _stream(self, examples, stream: int, slice_id: int, per_step: int, start_step: int, views) -> tf.data.Dataset:
-    """One slice's stream from step `start_step`: batches of per_step (label, view 1, view 2, ...)."""
-    images, labels = examples
-    n, size = int(images.shape[0]), self.info.image_shape[0]
-    base = tf.constant(stream_seed(self.config.seed, 0, slice_id, stream))
-
-    def example(position):
-      round_seed = tf.random.experimental.stateless_fold_in(base, position // n)
-      shuffle_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(round_seed, 2))
-      offset = position % n
-      index = tf.random.experimental.index_shuffle(offset, shuffle_seed, tf.constant(n - 1, tf.int64))
-      image, seed = tf.gather(images, index), tf.random.experimental.stateless_fold_in(augment_seed, offset)
-      view_seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(views)))
-      augmented = [augment.train_image(image, s, view, size, False) for s, view in zip(view_seeds, views, strict=True)]
-      return (tf.gather(labels, index), *augmented)
-
-    positions = tf.data.Dataset.range(start_step * per_step, np.iinfo(np.int64).max)
-    ds = positions.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(per_step, drop_remainder=True)
-
-  def _combined(self, streams: list[tf.data.Dataset]) -> tf.data.Dataset:
-    """The slices' batches side by side, concatenated along the batch."""
-    if len(streams) == 1:
-      return streams[0]
-    return tf.data.Dataset.zip(tuple(streams)).map(
-      lambda *parts: tuple(tf.concat([part[i] for part in parts], 0) for i in range(len(parts[0])))
-    )
+  def _part(self, streams: list[_Stream], per_step: int, step: int, views: list[augment.View]):
+    """(labels int32 [per_step], one uint8 [per_step, S, S, C] per view) of one step, the slices side by side."""
+    per_slice = per_step // len(streams)
+    positions = step * per_slice + np.arange(per_slice)
+    labels, viewed = [], [[] for _ in views]
+    for stream in streams:
+      images, slice_labels = stream.split.take(stream.indices(positions))
+      labels.append(slice_labels)
+      key = (stream.key[0], stream.key[1], step, stream.key[2])
+      for index, view in enumerate(views):
+        viewed[index].append(self.augmented(view, images, key, index))
+    return np.concatenate(labels), *(np.concatenate(v) for v in viewed)
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The process's batches of steps [epoch * S + start_batch, (epoch + 1) * S), S the steps of an epoch.
@@ -151,25 +136,16 @@ class SubsetPipeline(InputPipeline):
       and, with the unlabeled stream, "weak" and "strong" uint8 [mu b, H, W, C] and "unlabeled_labels"
       int32 [mu b] (true labels, for metrics only).
     """
-    steps_per_epoch = self.steps_per_epoch
-    start = epoch * steps_per_epoch + start_batch
-    per_slice = len(self._slice_ids)
-    labeled = self._combined([
-      self._stream(examples, LABELED, k, self.labeled_batch // per_slice, start, [self.config.data])
-      for k, examples in zip(self._slice_ids, self._labeled, strict=True)
-    ])  # fmt: skip
-    parts = {"labeled": labeled}
-    if self._unlabeled is not None:
-      parts["unlabeled"] = self._combined([
-        self._stream(
-          examples, UNLABELED, k, self.unlabeled_batch // per_slice, start, [self.weak_view, self.strong_view]
+
+    def make(step: int) -> dict[str, np.ndarray]:
+      labels, images = self._part(self._labeled, self.labeled_batch, step, [self.view])
+      batch = {"images": images, "labels": labels}
+      if self._unlabeled is not None:
+        views = [self.weak_view, self.strong_view]
+        batch["unlabeled_labels"], batch["weak"], batch["strong"] = self._part(
+          self._unlabeled, self.unlabeled_batch, step, views
         )
-        for k, examples in zip(self._slice_ids, self._unlabeled, strict=True)
-      ])  # fmt: skip
-    ds = tf.data.Dataset.zip(parts).take(steps_per_epoch - start_batch)
-    for batch in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-      labels, images = batch["labeled"]
-      out = {"images": images, "labels": labels}
-      if "unlabeled" in batch:
-        out["unlabeled_labels"], out["weak"], out["strong"] = batch["unlabeled"]
-      yield out
+      return batch
+
+    first = epoch * self.steps_per_epoch
+    return loader.ahead(self.pool, make, range(first + start_batch, first + self.steps_per_epoch), self.depth)

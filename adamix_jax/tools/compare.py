@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 # Keys that do not change what a run learns; runs differing only in these (and the seed) are one group.
-IGNORED = ("seed", "data.data_dir", "num_devices", "eval_batch_size", "data.cache", "data.input_slices")
+IGNORED = ("seed", "data.data_dir", "num_devices", "eval_batch_size", "data.workers", "data.input_slices")
 IGNORED_PREFIXES = ("distributed.", "log.", "checkpoint.")
 
 

@@ -309,6 +309,30 @@ def _start_or_resume(
   return state, meta["eval_history"]
 
 
+def _data_info_kept_with_the_run(config: ml_collections.ConfigDict, workdir: str) -> data.DataInfo:
+  """The run's DataInfo. Normalisation statistics computed from the training images (a dataset without
+  its own, and none in the config) are computed once: they are written into the config, which every
+  checkpoint saves, and a resumed run takes them from its newest checkpoint."""
+  computed = not config.data.mean and not data.DATASETS[config.data.name].mean
+  if computed:
+    checkpoints = Checkpoints(workdir, read_only=True)
+    try:
+      latest = checkpoints.latest_step()
+      saved = None if latest is None else checkpoints.read_meta(latest)["config"].get("data", {})
+    except Exception:  # An unreadable checkpoint: the statistics are computed again (the same numbers).
+      saved = None
+    finally:
+      checkpoints.close()
+    if saved and saved.get("mean"):
+      config.data.mean, config.data.std = tuple(saved["mean"]), tuple(saved["std"])
+  info = data.data_info(config)
+  if computed and not config.data.mean:
+    if jax.process_index() == 0:
+      print(f"Normalisation computed from the training images: mean {info.mean}, std {info.std}.", flush=True)
+    config.data.mean, config.data.std = info.mean, info.std
+  return info
+
+
 def _labeled_subset(config: ml_collections.ConfigDict, info: data.DataInfo, workdir: str):
   """The run's labeled indices (labeled_subset.resolve), saved into the workdir by process 0 on first use."""
   labels = sources.train_labels(config)
@@ -353,7 +377,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir_lib.prepare(workdir)
   is_main = jax.process_index() == 0
   with workdir_lib.WorkdirLock(workdir, enabled=is_main):
-    info = data.data_info(config)
+    info = _data_info_kept_with_the_run(config, workdir)
     labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)
     checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)

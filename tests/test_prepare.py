@@ -83,6 +83,20 @@ def test_prepared_as_array_record_and_read_back_exactly(archive, tmp_path):
   ours, theirs = _by_content(decoded, read_labels), _by_content(images, labels.astype(np.int32))
   np.testing.assert_array_equal(ours[0], theirs[0])  # tfds shuffles the order; the examples are the same.
   np.testing.assert_array_equal(ours[1], theirs[1])
+  # Training reads it without importing TensorFlow (installed here).
+  script = (
+    "import sys\n"
+    "from helpers import tiny_config\n"
+    "from adamix_jax import data\n"
+    f"config = tiny_config({str(tmp_path)!r}, **{{'data.name': 'cifar10', 'data.max_train_examples': 0}})\n"
+    "info = data.data_info(config)\n"
+    "batch = next(data.InputPipeline(config, info).train_batches(0))\n"
+    "print(info.num_train, batch['images'].shape, 'tensorflow' in sys.modules)\n"
+  )
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  result = subprocess.run([sys.executable, "-c", script], cwd=tests_dir, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split("\n")[-2] == "600 (20, 32, 32, 3) False"
 
 
 def test_a_tfrecord_preparation_is_refused_with_the_command_then_converted(archive, tmp_path):

@@ -62,18 +62,17 @@ def crop_flip_batch(images: np.ndarray, rng: np.random.Generator, padding: int, 
   discarded), so the crops do not depend on whether flipping is on.
   """
   count, height, width = images.shape[:3]
-  offsets = rng.integers(0, 2 * padding + 1, (count, 2))
-  flips = rng.random(count) < 0.5
+  offsets = rng.integers(0, 2 * padding + 1, (count, 2)).tolist()
+  flips = (rng.random(count) < 0.5) & flip
+  out = np.empty_like(images)
   if padding:
     padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode="reflect")
-    rows = offsets[:, :1] + np.arange(height)  # [B, H]
-    cols = offsets[:, 1:] + np.arange(width)  # [B, W]
-    if flip:
-      cols = np.where(flips[:, None], cols[:, ::-1], cols)
-    return padded[np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
-  if flip:
-    images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
-  return images
+    for i, (top, left) in enumerate(offsets):  # One slice copy per image: far faster than a gather.
+      out[i] = padded[i, top : top + height, left : left + width]
+  else:
+    out[:] = images
+  out[flips] = out[flips, :, ::-1]
+  return out
 
 
 def eval_image(image, size: int, resize_to: int, method: str, channels: int) -> np.ndarray:

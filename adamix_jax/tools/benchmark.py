@@ -15,7 +15,7 @@ to ERM's median and to the DeiT recipe's (the transformers' baseline). XLA's FLO
 step (per device) is given next to its time. Memory is XLA's estimate for the compiled step (arguments +
 outputs - donated + temporaries) and, where the backend reports it, the device's peak (cumulative over the
 process: the largest method dominates).
-Then the input pipeline alone (images/s of the real tf.data pipeline) and the fraction of the training
+Then the input pipeline alone (images/s of the real input pipeline) and the fraction of the training
 loop spent waiting for data: the loop of `train.py` (dispatch step t + 1 before reading step t's metrics)
 over real batches from an epoch's start, timing the wait for each batch.
 
@@ -227,9 +227,9 @@ def time_steps(configs: dict, preset: Preset) -> tuple[dict[str, dict], dict[str
 
 
 def pipeline_throughput(config, preset: Preset) -> float:
-  """Images/s of the real tf.data training pipeline alone (decoded, augmented, batched on the host)."""
+  """Images/s of the real training input pipeline alone (decoded, augmented, batched on the host)."""
   pipeline = data.InputPipeline(config, data.data_info(config))
-  for _ in zip(range(2), pipeline.train_batches(0), strict=False):  # Fill the cache and the prefetch buffer.
+  for _ in zip(range(2), pipeline.train_batches(0), strict=False):  # Decode into memory, start the threads.
     pass
   batches, start = 0, time.perf_counter()
   epoch = 1

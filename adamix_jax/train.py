@@ -244,6 +244,7 @@ class TrainingLoop:
 
   def close(self) -> None:
     self.writer.close()
+    self.pipeline.close()
 
 
 # What a run is, beyond the shapes of its state: a workdir holding another method's or another dataset's run

@@ -141,3 +141,15 @@ def test_reading_the_first_test_images_leaves_evaluation_whole(tfds_dir):
   assert counted == 100  # A partly read cache once truncated evaluation to the first batch.
   first = next(pipeline.eval_batches())
   assert np.array_equal(first["images"][:8], images)
+
+
+def test_the_stream_does_not_depend_on_the_thread_count(tfds_dir):
+  options = {"data.randaugment.num_ops": 2, "data.cutout.size": 6}  # Per-image generators too.
+  streams = []
+  for workers in (1, 3):
+    config = tiny_config(tfds_dir, **options, **{"data.workers": workers})
+    pipeline = data.InputPipeline(config, data.data_info(config))
+    streams.append(list(pipeline.train_batches(0)) + list(pipeline.eval_batches()))
+  for one, three in zip(*streams, strict=True):
+    for key in one:
+      np.testing.assert_array_equal(one[key], three[key])

@@ -109,8 +109,8 @@ def _torchvision_box(height, width, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 
 def test_random_resized_crop_box_follows_torchvision():
   height, width = 60, 90
-  rngs = lambda: (np.random.default_rng([s, 1]) for s in range(600))
-  boxes = np.array([augment.random_resized_crop_box(height, width, rng, (0.08, 1.0)) for rng in rngs()])
+  draws = np.random.default_rng(1).random((600, augment.CROP_DRAWS))
+  boxes = np.array([augment.random_resized_crop_box(height, width, d, (0.08, 1.0)) for d in draws])
   top, left, h, w = boxes.T
   assert np.all((top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width))
   rng = np.random.default_rng(0)
@@ -118,10 +118,10 @@ def test_random_resized_crop_box_follows_torchvision():
   for ours, theirs in ((h * w, reference[:, 2] * reference[:, 3]), (w / h, reference[:, 3] / reference[:, 2])):
     for q in (0.1, 0.5, 0.9):  # The same distribution (rejections of boxes that do not fit included).
       assert abs(np.quantile(ours, q) - np.quantile(theirs, q)) < 0.08 * np.quantile(theirs, 0.9)
-  again = augment.random_resized_crop_box(height, width, np.random.default_rng([5, 1]), (0.08, 1.0))
+  again = augment.random_resized_crop_box(height, width, draws[5], (0.08, 1.0))
   assert np.array_equal(again, boxes[5])
   # No candidate fits a 10 x 100 strip at scale >= 0.9: the centre crop with the ratio clamped to 4/3.
-  box = augment.random_resized_crop_box(10, 100, np.random.default_rng(0), (0.9, 1.0))
+  box = augment.random_resized_crop_box(10, 100, draws[0], (0.9, 1.0))
   assert list(box) == [0, (100 - 13) // 2, 10, 13]
 
 
@@ -144,9 +144,8 @@ def test_random_resized_crop_view_of_encoded_and_decoded_images_agree():
   image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
   png = encode(image)
   view = augment.View(DataOptions.from_config(_folder_config("/unused")), 32, 3)
-  images_rngs = lambda: [np.random.default_rng([3, 4])]
-  from_bytes = view.batch([png], np.random.default_rng(0), images_rngs)
-  from_pixels = view.batch([image], np.random.default_rng(0), images_rngs)
+  from_bytes = view.batch([png], np.random.default_rng(0), image_rngs=None)
+  from_pixels = view.batch([image], np.random.default_rng(0), image_rngs=None)
   assert from_bytes.shape == (1, 32, 32, 3)
   np.testing.assert_array_equal(from_bytes, from_pixels)  # PNG is lossless: the same crop, the same pixels.
 

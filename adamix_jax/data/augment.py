@@ -8,8 +8,9 @@ Training: "crop_flip" (CIFAR: random crop after reflect padding, horizontal flip
 this runs on the whole batch at once) or "random_resized_crop" (torchvision's RandomResizedCrop: area
 scale and log-uniform aspect ratio, ten tries then a centre crop, resized with PIL's antialiasing, then a
 horizontal flip). Evaluation: resize the shorter side, centre crop. Either can be followed by RandAugment
-and Cutout (`rand_augment.py`). Every random choice comes from the generators passed in, so the stream is
-a pure function of the seeds the pipeline derives from (seed, epoch, position).
+and Cutout (`rand_augment.py`). Every random choice comes from the generators passed in (crops and flips
+drawn for the whole batch at once, RandAugment and Cutout per image), so the stream is a pure function of
+the seeds the pipeline derives from (seed, epoch, position).
 """
 
 import math
@@ -32,22 +33,23 @@ def resize(image: np.ndarray, height: int, width: int, method: str) -> np.ndarra
   return resized[..., None] if grey else resized
 
 
-def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, scale) -> tuple[int, int, int, int]:
-  """torchvision's RandomResizedCrop.get_params: (top, left, h, w).
+CROP_DRAWS = 2 * _TRIES + 2  # Uniforms behind one RandomResizedCrop box: areas, ratios, placement.
 
-  Ten candidate boxes with area in scale * H * W and log-uniform aspect ratio in [3/4, 4/3]; the first
-  that fits is placed uniformly; if none fits, the centre crop with the ratio clamped to that range. The
-  draws are the same whatever fits: 10 areas, 10 ratios, then two placement uniforms.
+
+def random_resized_crop_box(height: int, width: int, draws, scale) -> tuple[int, int, int, int]:
+  """torchvision's RandomResizedCrop.get_params: (top, left, h, w), from CROP_DRAWS uniforms in [0, 1).
+
+  Ten candidate boxes with area in scale * H * W (draws 0-9) and log-uniform aspect ratio in [3/4, 4/3]
+  (draws 10-19); the first that fits is placed uniformly (draws 20, 21); if none fits, the centre crop
+  with the ratio clamped to that range.
   """
-  areas = height * width * rng.uniform(scale[0], scale[1], _TRIES)
-  ratios = np.exp(rng.uniform(math.log(_RATIO[0]), math.log(_RATIO[1]), _TRIES))
-  placement = rng.random(2)
-  widths = np.round(np.sqrt(areas * ratios)).astype(np.int64)  # Round half to even, as Python's round.
-  heights = np.round(np.sqrt(areas / ratios)).astype(np.int64)
-  fits = np.flatnonzero((widths > 0) & (widths <= width) & (heights > 0) & (heights <= height))
-  if len(fits):
-    h, w = int(heights[fits[0]]), int(widths[fits[0]])
-    return int(placement[0] * (height - h + 1)), int(placement[1] * (width - w + 1)), h, w
+  low, high = math.log(_RATIO[0]), math.log(_RATIO[1])
+  for k in range(_TRIES):
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * draws[k])
+    ratio = math.exp(low + (high - low) * draws[_TRIES + k])
+    w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))  # Half to even, as torchvision.
+    if 0 < w <= width and 0 < h <= height:
+      return int(draws[-2] * (height - h + 1)), int(draws[-1] * (width - w + 1)), h, w
   in_ratio = width / height
   h = round(width / _RATIO[0]) if in_ratio < _RATIO[0] else height
   w = round(height * _RATIO[1]) if in_ratio > _RATIO[1] else width
@@ -96,44 +98,42 @@ class View:
 
   def __init__(self, options: DataOptions, size: int, channels: int):
     self.options, self.size, self.channels = options, size, channels
-    self.per_image = options.augment == "random_resized_crop" or options.randaugment.num_ops or options.cutout.size
+    self.per_image_draws = bool(options.randaugment.num_ops or options.cutout.size)
 
-  def _crop_one(self, image, rng: np.random.Generator) -> np.ndarray:
-    """A per-image crop (and flip) of one uint8 image or encoded image."""
+  def _resized_crop(self, image, draws: list[float], flip: bool) -> np.ndarray:
+    """RandomResizedCrop (and flip) of one uint8 image or encoded image."""
     options = self.options
     image = image if isinstance(image, np.ndarray) else decoding.decode(image, self.channels)
-    if options.augment == "random_resized_crop":
-      top, left, h, w = random_resized_crop_box(*image.shape[:2], rng, options.crop_scale)
-      image = resize(image[top : top + h, left : left + w], self.size, self.size, options.resize_method)
-      flip = rng.random() < 0.5
-    else:
-      image = crop_flip_batch(image[None], rng, options.crop_padding, options.flip)[0]
-      flip = False
-    return image[:, ::-1] if options.flip and flip else image
+    top, left, h, w = random_resized_crop_box(image.shape[0], image.shape[1], draws, options.crop_scale)
+    image = resize(image[top : top + h, left : left + w], self.size, self.size, options.resize_method)
+    return image[:, ::-1] if flip else image
 
   def batch(self, images, rng: np.random.Generator, image_rngs) -> np.ndarray:
     """The view of a batch: uint8 [B, size, size, C].
 
+    Crops and flips come from the batch's generator, all at once (B crop offsets or B x CROP_DRAWS
+    uniforms, then B flips); RandAugment and Cutout from one generator per image.
+
     Args:
       images: uint8 [B, H, W, C] (one size, in memory) or a list of B images (uint8 arrays or encoded bytes).
-      rng: the batch's generator (crop_flip of in-memory images, all at once).
-      image_rngs: () -> B generators, one per image (per-image crops, RandAugment, Cutout); called only
-        when the recipe needs them.
+      rng: the batch's generator.
+      image_rngs: () -> B generators, one per image; called only when RandAugment or Cutout is on.
     """
-    options = self.options
-    whole_batch = isinstance(images, np.ndarray) and options.augment == "crop_flip"
-    if whole_batch:
-      images = crop_flip_batch(images, rng, options.crop_padding, options.flip)
-    if not self.per_image and whole_batch:
-      return images
-    out = []
-    for image, image_rng in zip(images, image_rngs(), strict=True):
-      if not whole_batch:
-        image = self._crop_one(image, image_rng)
+    options, count = self.options, len(images)
+    if options.augment == "random_resized_crop":
+      draws = rng.random((count, CROP_DRAWS)).tolist()
+      flips = ((rng.random(count) < 0.5) & options.flip).tolist()
+      out = np.stack([self._resized_crop(image, d, f) for image, d, f in zip(images, draws, flips, strict=True)])
+    else:
+      if not isinstance(images, np.ndarray):
+        images = np.stack([decoding.decode(image, self.channels) for image in images])
+      out = crop_flip_batch(images, rng, options.crop_padding, options.flip)
+    if not self.per_image_draws:
+      return out
+    for i, image_rng in enumerate(image_rngs()):
       if options.randaugment.num_ops:
-        image = rand_augment.rand_augment(image, image_rng, options.randaugment)
+        out[i] = rand_augment.rand_augment(out[i], image_rng, options.randaugment)
       if options.cutout.size:
         cut = options.cutout
-        image = rand_augment.cutout(image, image_rng, cut.size, cut.fill, cut.prob)
-      out.append(image)
-    return np.stack(out)
+        out[i] = rand_augment.cutout(out[i], image_rng, cut.size, cut.fill, cut.prob)
+    return out

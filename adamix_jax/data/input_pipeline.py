@@ -169,6 +169,10 @@ class InputPipeline:
 
     return loader.ahead(self.pool, make, range(total), self.depth)
 
+  def close(self) -> None:
+    """Stops the pipeline's threads (batches not started are dropped)."""
+    self.pool.shutdown(wait=False, cancel_futures=True)
+
   def first_eval_examples(self, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` evaluation images (uint8 [k, H, W, C]) and labels of this process."""
     return self._eval_images(np.arange(min(count, len(self._eval))))

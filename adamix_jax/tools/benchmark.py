@@ -329,7 +329,7 @@ def _mib(value) -> str:
 
 
 def _rate(images_per_s: float) -> str:
-  return f"{images_per_s:,.0f}" if images_per_s >= 100 else f"{images_per_s:.2g}"  # 1.1, 0.56: slow steps.
+  return f"{images_per_s:,.0f}" if images_per_s >= 10 else f"{images_per_s:.2g}"  # 1.1, 0.56: slow steps.
 
 
 def markdown(results: dict) -> str:

@@ -73,6 +73,7 @@ def steps_per_epoch(parts: RunParts, info: data.DataInfo) -> int:
 def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh: Mesh) -> Experiment:
   """Builds the run of `config` on `mesh` for data described by `info` (each part reads its options once)."""
   parts = RunParts.read(config)
+  parts.model.check_input(info.image_shape[0])
   spe = steps_per_epoch(parts, info)
   method = parts.method_class(parts.method, total_steps=spe * parts.run.num_epochs)
   classifier = parts.model.classifier(info.num_classes, method.head_names, sharding.AXIS)

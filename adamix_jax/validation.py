@@ -106,7 +106,8 @@ def validate(config, num_devices: int, process_count: int = 1) -> RunParts:
       f"choices: {', '.join(sorted(dm_methods))}."
     )
   _check_labeled_subset(parts)
-  model.check_input(parts.data.input_size)
+  if parts.data.input_size:  # 0: a folder's images, whose size is known once read (make_experiment checks it).
+    model.check_input(parts.data.input_size)
   for key in ("batch_size", "eval_batch_size"):
     if getattr(run, key) % num_devices:
       raise ConfigError(

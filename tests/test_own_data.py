@@ -18,6 +18,7 @@ from adamix_jax.config import ConfigError
 from adamix_jax.data import fashion_mnist_subset
 from adamix_jax.experiment import make_experiment
 from adamix_jax.sharding import make_mesh
+from adamix_jax.validation import validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARRAYS = fashion_mnist_subset.load_arrays()
@@ -106,6 +107,10 @@ def test_bad_folders_get_one_line_errors_that_say_what_to_do(tmp_path):
   config = _config(small)
   with pytest.raises(ConfigError, match="exceed the 9 training examples: an epoch would have no step"):
     make_experiment(config, data.data_info(config), make_mesh(1))
+  vit = _config(write_folder(tmp_path / "vit"), **{"model.name": "deit_s", "method": "deit"})
+  validate(vit, 1)  # The folder's image size is not known before it is read ...
+  with pytest.raises(ConfigError, match="patch size 16"):  # ... and is checked, before compiling, once it is.
+    make_experiment(vit, data.data_info(vit), make_mesh(1))
 
 
 def test_numpy_arrays_registered_from_python_are_a_dataset(tmp_path):

@@ -28,7 +28,7 @@ class Split:
 
   Either every image is in memory (`images`: uint8 [N, H, W, C]) or example i is read by `read(i)` as
   (encoded image bytes, label); `one_size` says the images read so all have one size (the pipeline then
-  decodes them into memory once). Slicing and indexing never copy images held in memory.
+  decodes them into memory once). `first` and `slice` of images held in memory are views, not copies.
   """
 
   def __init__(

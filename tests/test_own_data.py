@@ -157,3 +157,23 @@ def test_training_on_an_image_folder_from_the_command_line_keeps_its_normalisati
   assert summary["steps"] == 6
   resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0 and "Normalisation computed" not in resumed.stdout  # Read back from the run.
+
+
+def test_a_semi_supervised_run_reads_a_folder_of_varied_sizes(tmp_path):
+  root = write_folder(tmp_path / "mine", colour=True, sizes=[(40, 30), (28, 28), (33, 51)])
+  settings = {
+    "method": "fixmatch", "semisup.num_labeled": 12, "semisup.unlabeled_ratio": 2, "batch_size": 4,
+    "data.image_size": 24, "data.augment": "random_resized_crop",
+  }  # fmt: skip
+  config = _config(root, **settings)
+  validate(config, 1)
+  info = data.data_info(config)
+  labels = data.sources.train_labels(config)
+  indices = data.labeled_subset.choose_balanced(labels, 12, 3, seed=0)
+  pipeline = data.SubsetPipeline(config, info, indices, 10, unlabeled=True)
+  batch = next(pipeline.train_batches(0))
+  assert batch["images"].shape == (4, 24, 24, 3) and batch["weak"].shape == batch["strong"].shape == (8, 24, 24, 3)
+  assert set(batch["labels"]) <= set(labels[indices])  # Only labeled examples in the labeled stream.
+  again = next(data.SubsetPipeline(config, info, indices, 10, unlabeled=True).train_batches(0))
+  for key in batch:
+    np.testing.assert_array_equal(batch[key], again[key])

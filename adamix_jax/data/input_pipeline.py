@@ -147,7 +147,7 @@ class InputPipeline:
       return images, labels
     resize_to, channels = options.eval_resize or size, self.info.image_shape[-1]
     processed = [augment.eval_image(image, size, resize_to, options.resize_method, channels) for image in images]
-    return np.stack(processed).reshape(len(indices), size, size, channels), labels
+    return np.stack(processed), labels
 
   def eval_batches(self) -> Iterator[dict[str, np.ndarray]]:
     """Every evaluation example of this process exactly once, in order, padded to whole batches.

@@ -1,9 +1,7 @@
 """Where a run's examples come from: one random-access `Split` per split, whatever the dataset's source.
 
-    dataset = open_dataset(options)                  # options: DataOptions
-    split = dataset.split("train")                   # every example of the (possibly truncated) split
-    part = split.slice(k, slices)                    # this process's (or slice's) even share
-    images, labels = part.take(np.array([3, 1, 4]))  # uint8 [3, H, W, C] (or encoded bytes), int32 [3]
+    dataset = open_dataset(options)      # options: DataOptions; the splits: `splits.py`
+    info = data_info(config)             # what the model and the loop need to know
 
 Sources: the embedded dataset and numpy arrays registered from Python (`register_arrays`) are held in
 memory; image folders list their files (`image_folder`); prepared tensorflow-datasets are read as
@@ -142,7 +140,7 @@ def _open_folder(spec: DatasetSpec, options: DataOptions) -> Dataset:
     raise ConfigError(
       "config.data.name = 'image_folder' reads config.data.data_dir/<split>/<class>/<image>: set config.data.data_dir."
     )
-  train_split, eval_split = options.train_split or spec.train_split, options.eval_split or spec.eval_split
+  train_split, eval_split = options.splits(spec)
   try:
     classes = image_folder.class_names(root, train_split)
     splits = {s: image_folder.list_split(root, s, classes) for s in dict.fromkeys((train_split, eval_split))}

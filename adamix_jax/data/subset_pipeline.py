@@ -46,12 +46,6 @@ def semisup_views(config: ml_collections.ConfigDict) -> tuple[DataOptions, DataO
   return weak, strong
 
 
-def even_slice(values: np.ndarray, index: int, count: int) -> np.ndarray:
-  """Slice `index` of `count` even slices of `values` (as `Split.slice` cuts a split)."""
-  total = len(values)
-  return values[total * index // count : total * (index + 1) // count]
-
-
 class _Stream:
   """One slice's iteration-based stream: positions -> examples, each round a fresh permutation."""
 
@@ -103,7 +97,8 @@ class SubsetPipeline(InputPipeline):
     weak, strong = semisup_views(config)
     self.weak_view, self.strong_view = augment.View(weak, size, channels), augment.View(strong, size, channels)
     seed, name = config.seed, f"{self.options.name}'s labeled examples"
-    labeled = [self.train_split.subset(even_slice(labeled_indices, k, self.slice_count)) for k in self._slice_ids]
+    labeled_split = self.train_split.subset(labeled_indices)
+    labeled = [labeled_split.slice(k, self.slice_count) for k in self._slice_ids]
     self._labeled = [
       _Stream(self._ready(split, name), seed, LABELED, k) for k, split in zip(self._slice_ids, labeled, strict=True)
     ]

@@ -128,7 +128,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.dm.mode = "both"  # "both", "less" (minority source only) or "more" (majority only).
   config.loss.dm.lam_power = 1.0  # eta_i = eta * lam_i ** lam_power.
   config.loss.dm.threshold = 0.5  # Minority/majority boundary of "less"/"more".
-  config.loss.dm.official_pairing = False  # Reproduce the official eta-to-class pairing by row 0's class order.
+  config.loss.dm.official_pairing = False  # The official eta-to-class pairing (the first mixed row's class order).
 
   config.adautomix = ml_collections.ConfigDict()  # docs/method.md#adautomix; official CIFAR defaults.
   config.adautomix.num_mix = 3  # N, images mixed per sample (2 or more).

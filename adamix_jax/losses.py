@@ -14,6 +14,7 @@ import optax
 from adamix_jax.options import Options, non_negative, one_of, option, unit_interval
 
 DM_MODES = ("both", "less", "more")
+OFFICIAL_MIXED_WEIGHT = 1e-3  # The official DM counts a class as mixed in a row when its weight exceeds this.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,9 +180,11 @@ def decoupled_mixup_loss(
     mode: one of DM_MODES; "less" and "more" need N = 2.
     lam_power: p of the weight scaling (0: a constant eta).
     threshold: the minority/majority boundary of "less" and "more".
-    official_pairing: reproduce the official code instead of the intended pairing (N = 2 only): eta_a and
-      eta_b are given to the two mixed classes in the class-index order of row 0 (swapped for the whole
-      batch when labels[0, 0] > labels[1, 0]), and the regulariser is skipped when lam_a of row 0 is 0.5.
+    official_pairing: reproduce the official code instead of the intended pairing (N = 2 only). There a
+      row counts as mixed when its two classes differ and both weights exceed 1e-3; only mixed rows get the
+      regulariser. eta_a and eta_b are given to the two classes in the class-index order of the first mixed
+      row (swapped for the whole batch when its y_a > y_b), and the regulariser is skipped everywhere when
+      that row's lam_a is 0.5.
     weights: optional [B] per-example weights of the whole loss (DMixMatch's pseudo-label mask); the
       sum is still divided by B.
     label_smoothing: eps of the cross-entropy's smoothed target (mixup_cross_entropy). The regulariser
@@ -203,9 +206,11 @@ def decoupled_mixup_loss(
     selected = lams * jnp.stack([keep_a, ~keep_a])
   etas = _eta_scale(selected, eta, lam_power)  # [N, B]
   regulariser_on = jnp.ones(labels.shape[1:], jnp.bool_)
-  if official_pairing:
-    etas = jnp.where(labels[0, 0] > labels[1, 0], etas[::-1], etas)
-    regulariser_on &= lams[0, 0] != 0.5
+  if official_pairing:  # The official code sets the unmixed rows aside, then reads the first mixed row.
+    mixed = (labels[0] != labels[1]) & (jnp.min(lams, axis=0) > OFFICIAL_MIXED_WEIGHT)
+    first = jnp.argmax(mixed)
+    etas = jnp.where(labels[0, first] > labels[1, first], etas[::-1], etas)
+    regulariser_on &= mixed & (lams[0, first] != 0.5)
   terms, num_mixed = _decoupled_terms(logits, labels)
   regulariser = jnp.where(regulariser_on & (num_mixed >= 2), jnp.sum(etas * terms, axis=0), 0.0)
   mixup_term = mixup_cross_entropy(logits, labels, lams, weights, label_smoothing)

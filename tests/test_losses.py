@@ -6,6 +6,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import official_dm
 import pytest
 
 from adamix_jax import losses
@@ -168,3 +169,50 @@ def test_label_smoothing_leaves_the_decoupled_regulariser_unsmoothed():
     logits, labels, lams
   )
   np.testing.assert_allclose(smoothed - plain, difference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(INTENDED))
+def test_the_transcribed_official_loss_reproduces_the_golden_values(name):
+  case = CASES[name]
+  _, eta, mode, power, *_ = name.split("_")
+  etas = official_dm.eta_weights(case["lam"], float(eta[3:]), mode, float(power[3:]), 0.5)
+  value = official_dm.soft_mix_cross_entropy(LOGITS, case["y_a"], case["y_b"], case["lam"], etas)
+  assert value == pytest.approx(case["loss"], abs=1e-9)
+
+
+OFFICIAL_EDGE_CASES = {
+  # (y_a, y_b, lam): the first row mixes one class with itself, so the official code reads the class order
+  # (swapped here) and the lam = 0.5 test from row 1.
+  "first_row_same_class": ([2, 7, 4, 2, 9, 0], [2, 3, 6, 5, 8, 4], 0.3),
+  "first_two_rows_same_class_lam_above_half": ([2, 5, 4, 2, 9, 0], [2, 5, 6, 5, 8, 4], 0.8),
+  "first_row_same_class_order_kept": ([2, 1, 4, 2, 9, 0], [2, 5, 6, 5, 8, 4], 0.3),
+  "every_row_one_class": ([2, 1, 4, 2, 9, 0], [2, 1, 4, 2, 9, 0], 0.3),
+  "lam_0.5_in_the_first_mixed_row": ([2, 7, 4, 2, 9, 0], [2, 3, 6, 5, 8, 4], 0.5),
+  "one_minus_lam_below_1e-3": ([7, 1, 4, 2, 9, 0], [3, 5, 6, 5, 8, 4], 0.9995),
+  "lam_below_1e-3": ([7, 1, 4, 2, 9, 0], [3, 5, 6, 5, 8, 4], 0.0008),
+}
+
+
+@pytest.mark.parametrize("mode,power", [("both", 1.0), ("less", 0.5), ("more", 0.5), ("both", 0.0)])
+@pytest.mark.parametrize("case", sorted(OFFICIAL_EDGE_CASES))
+def test_official_pairing_matches_the_official_loss_where_row_0_is_not_mixed(case, mode, power):
+  y_a, y_b, lam = OFFICIAL_EDGE_CASES[case]
+  weights = np.array([1.0, 0.0, 1.0, 1.0, 0.5, 1.0])  # DMixMatch's pseudo-label mask
+  for example_weights in (None, weights):
+    expected = official_dm.soft_mix_cross_entropy(
+      LOGITS, y_a, y_b, lam, official_dm.eta_weights(lam, 0.1, mode, power, 0.5), example_weights
+    )
+    got = losses.decoupled_mixup_loss(
+      LOGITS, *two_sources(y_a, y_b, lam), eta=0.1, mode=mode, lam_power=power, official_pairing=True,
+      weights=example_weights,
+    )  # fmt: skip
+    assert float(got) == pytest.approx(expected, abs=1e-6)
+
+
+def test_intended_pairing_keeps_the_regulariser_where_the_official_drops_it():
+  y_a, y_b, lam = OFFICIAL_EDGE_CASES["one_minus_lam_below_1e-3"]
+  labels, lams = two_sources(y_a, y_b, lam)
+  intended = losses.decoupled_mixup_loss(LOGITS, labels, lams, eta=0.1)
+  official = losses.decoupled_mixup_loss(LOGITS, labels, lams, eta=0.1, official_pairing=True)
+  assert float(official) == pytest.approx(float(losses.mixup_cross_entropy(LOGITS, labels, lams)), abs=1e-6)
+  assert float(intended) > float(official) + 1e-5

@@ -119,8 +119,9 @@ class TrainingLoop:
     checkpoints,
     start_step: int,
     labeled_indices=None,
+    lock: workdir_lib.WorkdirLock | None = None,
   ):
-    self.config, self.mesh, self.checkpoints = config, mesh, checkpoints
+    self.config, self.mesh, self.checkpoints, self.lock = config, mesh, checkpoints, lock
     self.steps_per_epoch = experiment.steps_per_epoch
     self.total_steps = self.steps_per_epoch * config.num_epochs
     self.is_main = jax.process_index() == 0
@@ -192,6 +193,7 @@ class TrainingLoop:
       self.stop_non_finite(step, f"training loss is {metrics['loss']}")
     self.progress.update(step, metrics)
     if step % self.config.log.every_steps == 0:
+      self.check_workdir_held()
       self.writer.write(step, "train", metrics)
 
   def draw(self, state: TrainState, step: int) -> None:
@@ -217,6 +219,7 @@ class TrainingLoop:
     """Starts an asynchronous checkpoint of `state` with the config, input position and history."""
     if not bool(host_value(self.all_finite(state))):
       self.stop_non_finite(step, "parameters or BatchNorm statistics became non-finite")
+    self.check_workdir_held()
     position = {
       "step": step,
       "epoch": step // self.steps_per_epoch,
@@ -225,6 +228,23 @@ class TrainingLoop:
     }
     meta = {"config": json.loads(self.config.to_json()), "input_position": position, "eval_history": history}
     self.checkpoints.save(state, meta, reported_top1=reported_top1)
+
+  def check_workdir_held(self) -> None:
+    """Stops, once the saves already started are on disk, if another trainer took the workdir's lock.
+
+    Raises:
+      WorkdirLost: nothing more is written to the workdir by this trainer.
+    """
+    if self.lock is None:
+      return
+    try:
+      self.lock.check_held()
+    except workdir_lib.WorkdirLost as lost:
+      self.checkpoints.wait()
+      raise workdir_lib.WorkdirLost(
+        f"{lost}. This trainer stopped without writing more; the last checkpoint it completed is step "
+        f"{self.checkpoints.latest_step()}."
+      ) from None
 
   def stop_non_finite(self, step: int, what: str) -> None:
     """Raises NonFiniteLossError once the saves already started are on disk."""
@@ -377,7 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parts = validation.validate(config, mesh.size, jax.process_count())
   workdir_lib.prepare(workdir)
   is_main = jax.process_index() == 0
-  with workdir_lib.WorkdirLock(workdir, enabled=is_main):
+  with workdir_lib.WorkdirLock(workdir, enabled=is_main) as lock:
     info = _data_info_kept_with_the_run(config, workdir)
     labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)
@@ -389,7 +409,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
           print(f"The run in {workdir} is finished ({steps} steps); nothing to train.", flush=True)
         return _summary(config, history, steps)
-      loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints, steps, labeled_indices)
+      loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints, steps, labeled_indices, lock)
       try:
         state = loop.run(state, history)
       finally:

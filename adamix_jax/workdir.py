@@ -3,7 +3,8 @@
 `prepare(workdir)` makes sure the directory exists and can be written; `WorkdirLock` is taken by the
 trainer (process 0 of a multi-host run) for as long as it runs: WORKDIR/lock.json names the holder's
 host, pid and start time. A second trainer stops at once with one line naming the holder; a lock left
-by a process that no longer runs on this host is taken over with a message. Readers (pictures,
+by a process that no longer runs on this host is taken over with a message. The trainer checks that the
+lock still names it before every save and every logged step (`check_held`), and stops if it does not. Readers (pictures,
 evaluation, notebooks) take no lock and never write.
 """
 
@@ -21,6 +22,10 @@ LOCK_NAME = "lock.json"
 
 class WorkdirError(RuntimeError):
   """The workdir cannot be used for this run. The message says why and what to do."""
+
+
+class WorkdirLost(WorkdirError):
+  """A running trainer's lock was replaced by another process's: it must stop writing at once."""
 
 
 def _is_remote(workdir: str) -> bool:
@@ -113,6 +118,23 @@ class WorkdirLock:
     raise WorkdirError(
       f"{workdir} is being trained by another process ({_describe(holder) if holder else 'unknown holder'}). "
       f"Wait for it, stop it, or use another --workdir; if it is gone, remove {self.path}."
+    )
+
+  def check_held(self) -> None:
+    """Checks that lock.json still names this trainer; a removed lock is taken again.
+
+    Raises:
+      WorkdirLost: another process's record replaced this trainer's.
+    """
+    if not self.enabled:
+      return
+    holder = self._holder()
+    if holder == self.record or (not os.path.exists(self.path) and self._create()):
+      return
+    holder = holder or self._holder()
+    raise WorkdirLost(
+      f"{os.path.dirname(self.path)} was taken by another trainer: {self.path} now names "
+      f"{_describe(holder) if holder else 'an unknown holder'}, not this one (pid {self.record['pid']})"
     )
 
   def release(self) -> None:

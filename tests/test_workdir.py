@@ -15,7 +15,7 @@ from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from adamix_jax import train
 from adamix_jax.checkpointing import CheckpointError
-from adamix_jax.workdir import LOCK_NAME, WorkdirError, WorkdirLock
+from adamix_jax.workdir import LOCK_NAME, WorkdirError, WorkdirLock, WorkdirLost
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,6 +93,36 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_is_not(tmp_path, capsys):
       WorkdirLock(str(tmp_path)).acquire()
   assert "Taking over the lock of a trainer that no longer runs" in capsys.readouterr().out
   assert not lock_path.exists()
+
+
+def test_a_trainer_notices_its_lock_replaced_and_retakes_a_removed_one(tmp_path):
+  lock = WorkdirLock(str(tmp_path))
+  with lock:
+    lock.check_held()
+    (tmp_path / LOCK_NAME).unlink()  # Removed by hand: taken again, nobody else holds the workdir.
+    lock.check_held()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    other = {"host": "elsewhere", "pid": 4321, "started": "now"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(other))
+    with pytest.raises(WorkdirLost, match=r"was taken by another trainer: .* now names pid 4321 on elsewhere"):
+      lock.check_held()
+  assert json.loads((tmp_path / LOCK_NAME).read_text()) == other  # The new holder's lock is left alone.
+
+
+@pytest.mark.slow
+def test_a_running_trainer_whose_lock_is_replaced_stops_writing(tfds_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  trainer = _popen(_command(workdir, tfds_dir, "--config.log.every_steps=1"))
+  _wait_for(lambda: _steps(workdir), trainer)
+  with open(os.path.join(workdir, LOCK_NAME), "w") as f:
+    json.dump({"host": "elsewhere", "pid": 4321, "started": "now"}, f)
+  replaced_at = _steps(workdir)[-1]
+  _, stderr = trainer.communicate(timeout=120)
+  lines = _error_lines(stderr)
+  assert trainer.returncode == 1 and len(lines) == 1, stderr
+  assert "was taken by another trainer" in lines[0] and "This trainer stopped without writing more" in lines[0]
+  assert _steps(workdir)[-1] <= replaced_at + 2  # At most the save already under way when it was replaced.
+  assert json.loads(open(os.path.join(workdir, LOCK_NAME)).read())["pid"] == 4321
 
 
 def _damage(step_dir: str, kind: str) -> None:

@@ -9,6 +9,7 @@ never deleted. Readers open the directory
 with `read_only=True`: they never write, clean or delete anything, and can run beside the trainer.
 """
 
+import contextlib
 import errno
 import os
 import time
@@ -21,15 +22,22 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from adamix_jax.sharding import host_value
 from adamix_jax.train_state import TrainState
+from adamix_jax.workdir import CHECKPOINTS
 
 BEST_METRIC = "reported_top1"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # How orbax names a save until it is complete.
 
 
 class CheckpointError(RuntimeError):
   """No checkpoint of the workdir can be restored, or one cannot be written. The message says what to do."""
 
 
-def _disk_full(error: BaseException) -> bool:
+# How a full disk reads where no OSError(ENOSPC) is left to find: orbax's tensorstore writes report it as a
+# ValueError "RESOURCE_EXHAUSTED ... os_error_code='28'".
+DISK_FULL_TEXTS = ("No space left on device", "os_error_code='28'", "[Errno 28]")
+
+
+def disk_full(error: BaseException) -> bool:
   """Whether `error`, or an exception it was raised from or groups, is 'no space left on device'."""
   seen = set()
   stack = [error]
@@ -39,6 +47,8 @@ def _disk_full(error: BaseException) -> bool:
       continue
     seen.add(id(current))
     if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+      return True
+    if any(text in str(current) for text in DISK_FULL_TEXTS):
       return True
     stack.extend([current.__cause__, current.__context__, *getattr(current, "exceptions", ())])
   return False
@@ -78,7 +88,7 @@ class Checkpoints:
     """
     self.read_only = read_only
     local = "://" not in workdir  # gs:// and other remote paths are used as they are.
-    self.directory = os.path.join(os.path.abspath(workdir) if local else workdir, "checkpoints")
+    self.directory = os.path.join(os.path.abspath(workdir) if local else workdir, CHECKPOINTS)
     preservation = policies.AnyPreservationPolicy(
       [
         policies.LatestN(n=keep),
@@ -186,11 +196,44 @@ class Checkpoints:
       raise
 
   def _raise_if_disk_full(self, error: BaseException) -> None:
-    if _disk_full(error):
-      raise CheckpointError(
-        f"The disk holding {self.directory} is full: a checkpoint could not be written. The last complete "
-        f"checkpoint is step {self.latest_step()}; free some space and rerun the command to resume from it."
-      ) from error
+    if disk_full(error):
+      raise self.disk_full_error() from error
+
+  def disk_full_error(self) -> CheckpointError:
+    """The one-line error of a run stopped by a full disk. Frees what the unfinished saves took (the writer)."""
+    if not self.read_only and jax.process_index() == 0:
+      for unfinished in epath.Path(self.directory).glob(f"*{TMP_SUFFIX}*"):
+        with contextlib.suppress(OSError):
+          unfinished.rmtree()
+    try:
+      latest = self.latest_step()
+    except Exception:  # The manager could not even list its steps on this disk.
+      latest = None
+    last = "no checkpoint was completed" if latest is None else f"the last complete checkpoint is step {latest}"
+    return CheckpointError(
+      f"The disk holding {self.directory} is full: a checkpoint could not be written and the run stopped; "
+      f"{last}. Free some space and rerun the command to resume."
+    )
 
   def close(self) -> None:
-    self.manager.close()
+    """Finishes the saves under way and closes the manager.
+
+    Raises:
+      CheckpointError: a save failed because the disk is full.
+    """
+    try:
+      self.manager.close()
+    except Exception as error:
+      self._raise_if_disk_full(error)
+      raise
+
+  def __enter__(self) -> "Checkpoints":
+    return self
+
+  def __exit__(self, kind, error, traceback) -> None:
+    """Closes; while another error stops the run, that error is the one reported, not a failing close."""
+    if error is None:
+      self.close()
+      return
+    with contextlib.suppress(Exception):
+      self.manager.close()

@@ -12,7 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from adamix_jax import config as config_lib
-from adamix_jax import data, distributed, train
+from adamix_jax import data, distributed, quiet, train
 from adamix_jax.checkpointing import CheckpointError
 from adamix_jax.workdir import WorkdirError
 
@@ -82,6 +82,8 @@ def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # Orbax and tfds log every file operation at INFO.
+  if not os.environ.get(TRACEBACK):
+    quiet.checkpoint_logs_left_to_the_run()
   try:
     distributed.initialize(_CONFIG.value)
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -1,4 +1,4 @@
-"""Keeps library start-up banners out of what a user reads first.
+"""Keeps library start-up banners, and the checkpoint library's own error logs, out of what a user reads.
 
 TensorFlow (which only feeds the input pipeline) writes C++ notices on import that no environment variable
 turns off in current releases: "oneDNN custom operations are on ...", "All log messages before
@@ -6,9 +6,18 @@ absl::InitializeLog() ...", "This TensorFlow binary is optimized to use availabl
 `startup_notices_filtered()` captures the process's stderr (file descriptor 2) while the libraries load and
 writes back every line that is not one of these notices, so a real warning or error is still shown. The
 modules that use TensorFlow import it this way (`tf = quiet.import_tensorflow()`).
+
+Orbax logs each failure of a background save or of a read, with its traceback, from each of its threads (a
+full disk printed 270 lines) before the failure reaches the run, which reports it in one line naming the
+last complete checkpoint. And when a save or a read fails, tensorstore's other writes still finish after
+orbax closed their asyncio loop; each then prints a "RuntimeError: Event loop is closed" traceback through
+`sys.unraisablehook` (dozens on a full disk, thousands for a damaged checkpoint).
+`checkpoint_logs_left_to_the_run()` (the training command calls it) drops both; `ADAMIX_JAX_TRACEBACK=1`
+keeps them.
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -49,3 +58,25 @@ def import_tensorflow():
     import tensorflow
 
   return tensorflow
+
+
+class _NotFromOrbax(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _late_completion(unraisable) -> bool:
+  return isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
+
+
+def checkpoint_logs_left_to_the_run() -> None:
+  """Drops the log records of the orbax package (they go through absl's logger) and the "Event loop is
+  closed" reports of writes that complete after a failed save; the run reports every failure itself."""
+  logging.getLogger("absl").addFilter(_NotFromOrbax())
+  previous = sys.unraisablehook
+
+  def hook(unraisable) -> None:
+    if not _late_completion(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook

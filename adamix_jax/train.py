@@ -21,7 +21,7 @@ from etils import epath
 
 from adamix_jax import data, methods, pictures, steps, validation
 from adamix_jax import workdir as workdir_lib
-from adamix_jax.checkpointing import Checkpoints, leaf_shapes
+from adamix_jax.checkpointing import CheckpointError, Checkpoints, disk_full, leaf_shapes
 from adamix_jax.data import input_pipeline, labeled_subset, sources
 from adamix_jax.experiment import Experiment, make_experiment
 from adamix_jax.reporting import MetricWriter, Progress
@@ -375,6 +375,20 @@ def _summary(config: ml_collections.ConfigDict, history: list[dict[str, Any]], s
   }
 
 
+@contextlib.contextmanager
+def _disk_full_stops_the_run(checkpoints: Checkpoints):
+  """Turns a full disk met anywhere (a save, metrics.jsonl, TensorBoard, closing) into one CheckpointError
+  that names the last complete checkpoint."""
+  try:
+    yield
+  except CheckpointError:
+    raise
+  except Exception as error:
+    if disk_full(error):
+      raise checkpoints.disk_full_error() from error
+    raise
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its newest intact checkpoint if there is one.
 
@@ -402,7 +416,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)
     checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)
-    try:
+    with checkpoints, _disk_full_stops_the_run(checkpoints):
       state, history = _start_or_resume(experiment, checkpoints, config, workdir)
       steps = int(host_value(state.step))
       if history and steps >= experiment.steps_per_epoch * config.num_epochs:
@@ -414,10 +428,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = loop.run(state, history)
       finally:
         loop.close()
-    finally:
-      checkpoints.close()
-
-  summary = _summary(config, history, int(host_value(state.step)))
-  if is_main:
-    (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=1))
+      summary = _summary(config, history, int(host_value(state.step)))
+      if is_main:
+        (epath.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=1))
   return summary

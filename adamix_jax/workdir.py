@@ -32,26 +32,39 @@ def _is_remote(workdir: str) -> bool:
   return "://" in workdir
 
 
+CHECKPOINTS = "checkpoints"
+
+
+def _probe(directory: str) -> None:
+  """Creates `directory` if needed and writes, then removes, a small file in it (OSError if it cannot)."""
+  os.makedirs(directory, exist_ok=True)
+  probe = os.path.join(directory, f".write_test_{uuid.uuid4().hex}")
+  with open(probe, "w") as f:
+    f.write("ok")
+  os.remove(probe)
+
+
 def prepare(workdir: str) -> None:
-  """Creates `workdir` if needed and checks that files can be written in it.
+  """Creates `workdir` and its checkpoints folder if needed and checks that files can be written in both.
 
   Raises:
-    WorkdirError: the path is a file, or the directory cannot be created or written.
+    WorkdirError: the path is a file, or a directory cannot be created or written (read-only, full).
   """
   if _is_remote(workdir):  # gs:// and other object stores: no directories to check.
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     return
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir {workdir} is a file, not a directory: give a directory for the run.")
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{uuid.uuid4().hex}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as error:
-    reason = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or str(error)).lower()
-    raise WorkdirError(f"--workdir {workdir} cannot be written ({reason}): give a writable directory.") from None
+  checkpoints = os.path.join(workdir, CHECKPOINTS)
+  for directory, what, fix in (
+    (workdir, f"--workdir {workdir}", "give a writable directory"),
+    (checkpoints, f"The checkpoint folder {checkpoints}", "make it writable or give another --workdir"),
+  ):
+    try:
+      _probe(directory)
+    except OSError as error:
+      reason = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or str(error)).lower()
+      raise WorkdirError(f"{what} cannot be written ({reason}): {fix}.") from None
 
 
 def _alive_here(holder: dict) -> bool:

@@ -1,7 +1,12 @@
-"""Library start-up notices are filtered from stderr; every other line is kept."""
+"""Library start-up notices are filtered from stderr; every other line is kept. Orbax's own error logs are
+left to the run, which reports each failure in one line."""
 
+import logging
 import os
+import sys
+import types
 
+from adamix_jax import quiet
 from adamix_jax.quiet import startup_notices_filtered
 
 
@@ -12,3 +17,22 @@ def test_only_the_known_start_up_notices_are_dropped(capfd):
     os.write(2, b"E0000 something real went wrong\n")
   err = capfd.readouterr().err
   assert err == "E0000 something real went wrong\n"
+
+
+def test_checkpoint_logs_left_to_the_run_drops_orbax_records_and_late_event_loop_reports(monkeypatch):
+  absl_logger = logging.getLogger("absl")
+  monkeypatch.setattr(absl_logger, "filters", list(absl_logger.filters))
+  passed_on = []
+  monkeypatch.setattr(sys, "unraisablehook", passed_on.append)
+  quiet.checkpoint_logs_left_to_the_run()
+
+  def record(path):
+    return logging.LogRecord("absl", logging.ERROR, path, 1, "Save failed", None, None)
+
+  assert not absl_logger.filter(record(os.path.join("site-packages", "orbax", "checkpoint", "future.py")))
+  assert absl_logger.filter(record(os.path.join("site-packages", "tensorflow_datasets", "core.py")))
+  late = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
+  other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
+  sys.unraisablehook(late)
+  sys.unraisablehook(other)
+  assert passed_on == [other]

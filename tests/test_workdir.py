@@ -1,5 +1,6 @@
 """The workdir survives: one trainer, harmless readers, damaged checkpoints, bad paths, a full disk, reruns."""
 
+import contextlib
 import errno
 import json
 import os
@@ -215,36 +216,84 @@ def test_a_full_disk_during_a_save_names_the_last_complete_checkpoint(tfds_dir, 
   monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", fill_the_disk_after_two_saves)
   config = tiny_config(tfds_dir, num_epochs=2, **{"checkpoint.every_steps": 4})
   with pytest.raises(
-    CheckpointError, match=r"is full: a checkpoint could not be written. The last complete checkpoint"
+    CheckpointError,
+    match=r"is full: a checkpoint could not be written and the run stopped; the last complete checkpoint is step 8\.",
   ):
     train.train_and_evaluate(config, str(tmp_path))
   assert _steps(str(tmp_path)) == [4, 8]
 
 
-@pytest.mark.parametrize("kind", ["file", "read_only"])
+def _make_unwritable(directory) -> bool:
+  """Makes `directory` unwritable (immutable for root); False where this machine cannot."""
+  if os.geteuid() == 0:  # Root writes through permissions.
+    return subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode == 0
+  directory.chmod(0o555)
+  return True
+
+
+@pytest.mark.parametrize("kind", ["file", "read_only", "read_only_checkpoints"])
 def test_an_unusable_workdir_is_one_line_before_anything_is_built(tfds_dir, tmp_path, kind):
   workdir = tmp_path / "run"
+  unwritable = {"read_only": workdir, "read_only_checkpoints": workdir / "checkpoints"}.get(kind)
   if kind == "file":
     workdir.write_text("not a directory")
   else:
-    workdir.mkdir()
-    if os.geteuid() == 0:  # Root writes through permissions: make the directory immutable instead.
-      if subprocess.run(["chattr", "+i", str(workdir)], capture_output=True).returncode:
-        pytest.skip("no way to make a directory unwritable for root here")
-    else:
-      workdir.chmod(0o555)
+    unwritable.mkdir(parents=True)
+    if not _make_unwritable(unwritable):
+      pytest.skip("no way to make a directory unwritable for root here")
   try:
     started = time.monotonic()
     process = _popen(_command(str(workdir), tfds_dir))
     stdout, stderr = process.communicate(timeout=120)
   finally:
-    if kind == "read_only" and os.geteuid() == 0:
-      subprocess.run(["chattr", "-i", str(workdir)])
+    if unwritable is not None and os.geteuid() == 0:
+      subprocess.run(["chattr", "-i", str(unwritable)])
   lines = _error_lines(stderr)
   assert process.returncode == 1 and len(lines) == 1, stderr
-  expected = "is a file, not a directory" if kind == "file" else "cannot be written"
+  expected = {"file": "is a file, not a directory", "read_only": f"--workdir {workdir} cannot be written"}.get(
+    kind, f"The checkpoint folder {workdir}/checkpoints cannot be written"
+  )
   assert expected in lines[0] and "epoch" not in stdout
   assert time.monotonic() - started < 60  # Rejected at start-up, not after a compilation.
+
+
+@contextlib.contextmanager
+def _small_disk(path, megabytes: int):
+  """A real filesystem of `megabytes` mounted at `path` (tmpfs), or a skip where this machine cannot mount."""
+  path.mkdir()
+  mounted = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(path)], capture_output=True
+  )
+  if mounted.returncode:
+    pytest.skip(f"cannot mount a small filesystem here ({mounted.stderr.strip()})")
+  try:
+    yield path
+  finally:
+    subprocess.run(["umount", "-l", str(path)])
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_stops_with_one_line_and_the_run_resumes_once_space_is_freed(tfds_dir, tmp_path):
+  with _small_disk(tmp_path / "disk", 40) as disk:
+    workdir = str(disk / "run")
+    trainer = _popen(_command(workdir, tfds_dir))
+    _wait_for(lambda: _steps(workdir), trainer)
+    filler = disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"], capture_output=True)
+    _, stderr = trainer.communicate(timeout=180)
+    lines = _error_lines(stderr)
+    assert trainer.returncode == 1 and len(lines) == 1, stderr
+    last = _steps(workdir)[-1]
+    assert (
+      f"is full: a checkpoint could not be written and the run stopped; the last complete checkpoint is step {last}"
+      in lines[0]
+    )
+    assert not [name for name in os.listdir(os.path.join(workdir, "checkpoints")) if not name.isdigit()]  # Freed.
+    filler.unlink()
+    rerun = _popen(_command(workdir, tfds_dir))
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert f"Resuming from step {last}" in stdout and _steps(workdir)[-1] == 60
 
 
 def test_config_mistakes_are_one_line(tmp_path):

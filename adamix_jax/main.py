@@ -8,6 +8,11 @@ checkpoint. Run the same command on every host of a pod.
 import os
 import sys
 
+if __name__ == "__main__":  # Before the heavy imports: a signal during start-up ends the run in one line.
+  from adamix_jax import stopping
+
+  stopping.exit_at_once()
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

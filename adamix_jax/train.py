@@ -4,7 +4,7 @@ The loop never waits for the device inside an epoch: the metrics of step t are r
 been dispatched. Evaluation runs every `config.eval.every_epochs` epochs on the online network and on the
 EMA network (when the run has one); checkpoints follow each evaluation (and every
 `config.checkpoint.every_steps` steps). SIGTERM and SIGINT stop the run at the next step with a
-checkpoint; rerunning the same command resumes it.
+checkpoint (a second SIGINT stops at once: `stopping`); rerunning the same command resumes it.
 """
 
 import contextlib
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 from etils import epath
 
-from adamix_jax import data, methods, pictures, steps, validation
+from adamix_jax import data, methods, pictures, steps, stopping, validation
 from adamix_jax import workdir as workdir_lib
 from adamix_jax.checkpointing import CheckpointError, Checkpoints, disk_full, leaf_shapes
 from adamix_jax.data import input_pipeline, labeled_subset, sources
@@ -40,24 +40,6 @@ class Interrupted(Exception):  # Not named ...Error: the run stopped on request.
   def __init__(self, signum: int, step: int, directory: str):
     self.signum = signum
     super().__init__(f"Stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved in {directory}.")
-
-
-@contextlib.contextmanager
-def _stop_requests():
-  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (a second SIGINT interrupts at once)."""
-  received: list[int] = []
-
-  def handler(signum, frame):
-    if received and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    received.append(signum)
-
-  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-  try:
-    yield received
-  finally:
-    for sig, old in previous.items():
-      signal.signal(sig, old)
 
 
 def evaluate(eval_step, state: TrainState, pipeline: data.InputPipeline, mesh) -> dict[str, float]:
@@ -156,7 +138,7 @@ class TrainingLoop:
     """
     config, steps_per_epoch = self.config, self.steps_per_epoch
     start = step = int(host_value(state.step))
-    with _stop_requests() as stop:
+    with stopping.requests() as stop:
       for epoch in range(start // steps_per_epoch, config.num_epochs):
         self.progress.start_epoch(epoch)
         pending = None  # (step, device metrics) of the last step dispatched, read after the next dispatch.
@@ -183,7 +165,7 @@ class TrainingLoop:
           self.evaluate(state, step, history)
         else:
           self.save(state, step, history)
-    self.checkpoints.wait()
+      self.checkpoints.wait()
     return state
 
   def record(self, step: int, device_metrics: dict[str, jax.Array]) -> None:
@@ -411,7 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   parts = validation.validate(config, mesh.size, jax.process_count())
   workdir_lib.prepare(workdir)
   is_main = jax.process_index() == 0
-  with workdir_lib.WorkdirLock(workdir, enabled=is_main) as lock:
+  with workdir_lib.WorkdirLock(workdir, enabled=is_main) as lock, stopping.before_exit_at_once(lock.release):
     info = _data_info_kept_with_the_run(config, workdir)
     labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)

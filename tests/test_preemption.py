@@ -83,3 +83,28 @@ def test_sigterm_and_sigkill_then_resume_equals_uninterrupted_run(tfds_dir, tmp_
     with open(os.path.join(name, "metrics.jsonl")) as f:
       records[name] = [(r["step"], r["kind"]) for r in map(json.loads, f)]
   assert len(records[workdir]) == len(set(records[workdir])) and sorted(records[workdir]) == sorted(records[reference])
+
+
+def _start_with_default_sigint(workdir, tfds_dir):
+  """The command with SIGINT's default disposition (a shell's background job inherits it ignored)."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.Popen(
+    _command(workdir, tfds_dir), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+  )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig, delay", [(signal.SIGINT, 0.5), (signal.SIGINT, 3.0), (signal.SIGTERM, 2.0)])
+def test_a_signal_during_start_up_stops_at_once_in_one_line(tfds_dir, tmp_path, sig, delay):
+  """While modules import, data is read and the step compiles: no traceback, no crash, no lock left."""
+  workdir = str(tmp_path / "run")
+  process = _start_with_default_sigint(workdir, tfds_dir)
+  time.sleep(delay)
+  process.send_signal(sig)
+  stdout, stderr = process.communicate(timeout=60)
+  assert process.returncode == 128 + sig, stderr
+  assert stdout == "" and stderr.strip().splitlines() == [
+    f"Stopped by {sig.name} before training started or after its last checkpoint: nothing unsaved was lost. "
+    "Rerun the same command to continue."
+  ]
+  assert not os.path.exists(os.path.join(workdir, "lock.json")) and not _steps(workdir)

@@ -11,15 +11,34 @@ import ml_collections
 
 __all__ = [
   "ConfigError",
+  "EVALUATION_KEYS",
+  "EVALUATION_PREFIXES",
+  "RUNTIME_KEYS",
+  "RUNTIME_PREFIXES",
   "OFFICIAL_DM",
   "base_config",
   "cutout_config",
+  "free_on_resume",
   "from_saved",
   "official_dm_recipe",
   "randaugment_config",
   "random_resized_crop_recipe",
   "set_path",
 ]
+
+
+# Keys that say where and how a run runs, not what it learns: a resumed run may change them (other devices,
+# hosts, logging, checkpointing), and `compare` groups runs that differ only in these and the seed.
+RUNTIME_KEYS = ("data.data_dir", "data.download", "num_devices", "eval_batch_size", "data.workers", "data.input_slices")
+RUNTIME_PREFIXES = ("distributed.", "log.", "checkpoint.", "resume.")
+# Keys that change what is evaluated and reported, never what is trained: a resumed run may change them too.
+EVALUATION_KEYS = ("data.eval_split", "data.max_eval_examples", "data.eval_resize")
+EVALUATION_PREFIXES = ("eval.",)
+
+
+def free_on_resume(key: str) -> bool:
+  """Whether a resumed run may change `key` (dotted) without changing what it trains."""
+  return key in RUNTIME_KEYS + EVALUATION_KEYS or key.startswith(RUNTIME_PREFIXES + EVALUATION_PREFIXES)
 
 
 class ConfigError(ValueError):
@@ -185,6 +204,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint.keep = 3  # Latest checkpoints kept, in addition to the best one.
   config.checkpoint.every_steps = 0  # Also save every N steps inside an epoch (0: at epoch ends only).
   config.checkpoint.asynchronous = True
+
+  config.resume = ml_collections.ConfigDict()  # docs: README "Resuming with other settings".
+  # Keys whose change the resumed run accepts on purpose, comma-separated (e.g. "batch_size,optimizer.lr"):
+  # they apply from the saved step on, recorded in WORKDIR/config_changes.jsonl. Other changes are refused.
+  config.resume.accept_changes = ""
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 50  # TensorBoard and metrics.jsonl training scalars.

@@ -51,6 +51,11 @@ class Experiment:
   init: Callable[[], TrainState]
 
 
+def examples_per_step(parts: RunParts) -> int:
+  """Training-split examples one step takes: the batch, or a labeled-subset run's unlabeled images."""
+  return parts.run.batch_size * (parts.semisup.unlabeled_ratio if parts.semisup.labeled_subset else 1)
+
+
 def steps_per_epoch(parts: RunParts, info: data.DataInfo) -> int:
   """Steps in one epoch: full batches in one pass over the training split (the last partial one dropped).
 
@@ -59,7 +64,7 @@ def steps_per_epoch(parts: RunParts, info: data.DataInfo) -> int:
   with the same num_epochs trains as many steps as FixMatch.
   """
   batch_size = parts.run.batch_size
-  per_step = batch_size * (parts.semisup.unlabeled_ratio if parts.semisup.labeled_subset else 1)
+  per_step = examples_per_step(parts)
   steps = info.num_train // per_step
   if steps == 0:
     raise ConfigError(

@@ -57,6 +57,24 @@ def _one_line(error: BaseException) -> str:
   return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+# How absl and ml_collections word a value that does not parse as its key's type, and what the key needs.
+WRONG_TYPES = (
+  ("invalid literal for int()", "an integer"),
+  ("could not convert string to float", "a number"),
+  ("Non-boolean argument to boolean flag", "True or False"),
+)
+
+
+def _wrong_type(text: str) -> str | None:
+  """ "--config.batch_size must be an integer, not 'abc'." for a value of the wrong type, else None."""
+  flag, _, reason = text.partition(": ")
+  key, equals, value = flag.removeprefix("flag ").partition("=")
+  needs = next((needed for known, needed in WRONG_TYPES if known in reason), None)
+  if not flag.startswith("flag --config.") or not equals or needs is None:
+    return None
+  return f"{key} must be {needs}, not {value!r}."
+
+
 def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(1)
@@ -73,7 +91,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     argv = flags.FLAGS(argv)
     _ = _CONFIG.value.method  # config_flags defers a file's load error to the first read of the config.
   except flags.Error as error:  # A missing --workdir, a value of the wrong type, ...
-    _fail(f"{_one_line(error)} (see --helpshort)")
+    _fail(_wrong_type(str(error)) or f"{_one_line(error)} (see --helpshort)")
   except (OSError, SyntaxError, KeyError, AttributeError, ValueError, TypeError) as error:
     if os.environ.get(TRACEBACK):
       raise

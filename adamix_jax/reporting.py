@@ -45,6 +45,7 @@ class Progress:
     self.interactive = self.stream.isatty()
     self.every_seconds = every_seconds if not self.interactive else 0.2
     self._last_print = 0.0
+    self._run_start = None  # (time, step) of the run's first recorded step: the rate over whole epochs.
     self.start_epoch(0)
 
   def start_epoch(self, epoch: int) -> None:
@@ -55,6 +56,7 @@ class Progress:
     """Records the host-side metrics of the finished `step` (1-based count of steps done)."""
     if self._start_time is None:  # The first step of a run or epoch includes compilation: time from here.
       self._start_time, self._start_step = time.perf_counter(), step
+      self._run_start = self._run_start or (self._start_time, step)
     for key, value in metrics.items():
       self._sums[key] = self._sums.get(key, 0.0) + value
     self._count += 1
@@ -64,12 +66,20 @@ class Progress:
       self._print(step, now)
 
   def images_per_second(self, step: int, now: float) -> float:
+    """Training images/s over this epoch's steps so far (0 before the second)."""
     steps = step - self._start_step
     return steps * self.batch_size / (now - self._start_time) if steps else 0.0
 
+  def _run_rate(self, step: int, now: float) -> float:
+    """Images/s since the run's first step, evaluations included: what the ETA needs, and the only rate an
+    epoch of a single step has."""
+    start, first = self._run_start
+    return (step - first) * self.batch_size / (now - start) if step > first else 0.0
+
   def _print(self, step: int, now: float) -> None:
-    rate = self.images_per_second(step, now)
-    eta = (self.total_steps - step) * self.batch_size / rate if rate else float("nan")
+    run_rate = self._run_rate(step, now)
+    rate = self.images_per_second(step, now) or run_rate
+    eta = (self.total_steps - step) * self.batch_size / (run_rate or rate) if rate else float("nan")
     means = {key: value / self._count for key, value in self._sums.items()}
     in_epoch = (step - 1) % self.steps_per_epoch + 1
     line = f"epoch {self.epoch + 1} [{in_epoch:>{len(str(self.steps_per_epoch))}}/{self.steps_per_epoch}]"

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import ml_collections
 from etils import epath
 
-from adamix_jax import data, methods, pictures, steps, stopping, validation
+from adamix_jax import data, methods, pictures, resuming, steps, stopping, validation
 from adamix_jax import workdir as workdir_lib
 from adamix_jax.checkpointing import CheckpointError, Checkpoints, disk_full, leaf_shapes
 from adamix_jax.data import input_pipeline, labeled_subset, sources
-from adamix_jax.experiment import Experiment, make_experiment
+from adamix_jax.experiment import Experiment, examples_per_step, make_experiment
 from adamix_jax.reporting import MetricWriter, Progress
 from adamix_jax.sharding import host_value, make_mesh, shard_batch
 from adamix_jax.train_state import TrainState
@@ -63,24 +63,6 @@ def reported_number(history: list[dict[str, Any]], config: ml_collections.Config
   head = reported_head(config)
   values = [entry["metrics"][f"{head}/top1"] for entry in history[-config.eval.median_of_last :]]
   return float(statistics.median(values))
-
-
-def _saved_config_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
-  now = json.loads(config.to_json())
-
-  def flatten(tree, prefix=""):
-    for key, value in tree.items():
-      if isinstance(value, dict):
-        yield from flatten(value, f"{prefix}{key}.")
-      else:
-        yield f"{prefix}{key}", value
-
-  before, after = dict(flatten(saved)), dict(flatten(now))
-  return [
-    f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
-    for key in sorted(set(before) | set(after))
-    if before.get(key) != after.get(key)
-  ]
 
 
 class TrainingLoop:
@@ -249,18 +231,13 @@ class TrainingLoop:
     self.pipeline.close()
 
 
-# What a run is, beyond the shapes of its state: a workdir holding another method's or another dataset's run
-# is never resumed (a MixUp and a CutMix run, say, have states of the same shapes).
-RUN_IDENTITY = ("method", "data.name")
-
-
 def _resume_conflicts(
   checkpoints: Checkpoints, step: int, saved_config: dict[str, Any] | None, experiment: Experiment, config
 ) -> str | None:
   """Why the checkpoint at `step` cannot be resumed by `config`'s run, or None: its arrays differ from the
   new state's (names and shapes, from the checkpoint's metadata), or its method or dataset does."""
-  changes = [] if saved_config is None else _saved_config_changes(saved_config, config)
-  identity = [change for change in changes if change.split(":")[0] in RUN_IDENTITY]
+  changes = {} if saved_config is None else resuming.differences(saved_config, config)
+  identity = [resuming.describe({key: changes[key]}) for key in resuming.RUN_IDENTITY if key in changes]
   try:
     stored = checkpoints.stored_shapes(step) or None  # {}: its metadata is missing.
   except Exception:  # Unreadable metadata: restore_newest_intact names the damaged checkpoint.
@@ -275,17 +252,17 @@ def _resume_conflicts(
   if differing:
     shown = [f"{name} {stored.get(name, 'absent')} saved, {expected.get(name, 'absent')} now" for name in differing[:3]]
     more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
-    others = [change for change in changes if change not in identity]
+    others = {key: change for key, change in changes.items() if key not in resuming.RUN_IDENTITY}
     reasons.append(f"its state differs: {'; '.join(shown)}{more}")
     if others:
-      reasons.append(f"the config differs in {'; '.join(others)}")
+      reasons.append(f"the config differs in {resuming.describe(others)}")
   return "; ".join(reasons)
 
 
 def _start_or_resume(
   experiment: Experiment, checkpoints: Checkpoints, config: ml_collections.ConfigDict, workdir: str
-) -> tuple[TrainState, list[dict[str, Any]]]:
-  """The newest intact checkpoint's state and evaluation history, or a fresh state and an empty history.
+) -> tuple[TrainState, list[dict[str, Any]], dict[str, Any] | None]:
+  """The newest intact checkpoint's state, evaluation history and meta, or a fresh state, [] and None.
 
   Raises:
     WorkdirError: the workdir holds a run this config cannot resume (another method or dataset, or a state
@@ -294,7 +271,7 @@ def _start_or_resume(
   """
   latest = checkpoints.latest_step()
   if latest is None:
-    return experiment.init(), []
+    return experiment.init(), [], None
   try:
     saved = checkpoints.read_meta(latest)["config"]
   except Exception:  # Unreadable meta: restore_newest_intact names the damaged checkpoint below.
@@ -307,9 +284,7 @@ def _start_or_resume(
   state, meta = checkpoints.restore_newest_intact(experiment.abstract_state)
   if jax.process_index() == 0:
     print(f"Resuming from step {int(host_value(state.step))} in {checkpoints.directory}.", flush=True)
-    if changes := _saved_config_changes(meta["config"], config):
-      print("The config differs from the checkpoint's: " + "; ".join(changes), flush=True)
-  return state, meta["eval_history"]
+  return state, meta["eval_history"], meta
 
 
 def _data_info_kept_with_the_run(config: ml_collections.ConfigDict, workdir: str) -> data.DataInfo:
@@ -334,6 +309,19 @@ def _data_info_kept_with_the_run(config: ml_collections.ConfigDict, workdir: str
       print(f"Normalisation computed from the training images: mean {info.mean}, std {info.std}.", flush=True)
     config.data.mean, config.data.std = info.mean, info.std
   return info
+
+
+def _warn_of_examples_left_out(parts: validation.RunParts, info: data.DataInfo, steps_per_epoch: int) -> None:
+  """A warning when the last partial batch drops more than a tenth of the training split from every epoch."""
+  left_out = info.num_train - steps_per_epoch * examples_per_step(parts)
+  if left_out > info.num_train / 10:
+    print(
+      f"warning: an epoch is {steps_per_epoch} full step{'s' * (steps_per_epoch > 1)} of {examples_per_step(parts)} "
+      f"examples, so {left_out} of the "
+      f"{info.num_train} training examples ({100 * left_out / info.num_train:.0f}%) are left out of every epoch "
+      f"(other ones each epoch). A batch size that divides {info.num_train} more evenly keeps them.",
+      flush=True,
+    )
 
 
 def _labeled_subset(config: ml_collections.ConfigDict, info: data.DataInfo, workdir: str):
@@ -391,20 +379,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   mesh = make_mesh(config.num_devices)
   parts = validation.validate(config, mesh.size, jax.process_count())
-  workdir_lib.prepare(workdir)
   is_main = jax.process_index() == 0
-  with workdir_lib.WorkdirLock(workdir, enabled=is_main) as lock, stopping.before_exit_at_once(lock.release):
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(workdir_lib.removed_if_left_empty(workdir, enabled=is_main))
+    workdir_lib.prepare(workdir)
+    lock = stack.enter_context(workdir_lib.WorkdirLock(workdir, enabled=is_main))
+    stack.enter_context(stopping.before_exit_at_once(lock.release))
     info = _data_info_kept_with_the_run(config, workdir)
     labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)
+    if is_main:
+      _warn_of_examples_left_out(parts, info, experiment.steps_per_epoch)
     checkpoints = Checkpoints(workdir, keep=config.checkpoint.keep, asynchronous=config.checkpoint.asynchronous)
     with checkpoints, _disk_full_stops_the_run(checkpoints):
-      state, history = _start_or_resume(experiment, checkpoints, config, workdir)
+      state, history, meta = _start_or_resume(experiment, checkpoints, config, workdir)
       steps = int(host_value(state.step))
       if history and steps >= experiment.steps_per_epoch * config.num_epochs:
         if is_main:
           print(f"The run in {workdir} is finished ({steps} steps); nothing to train.", flush=True)
         return _summary(config, history, steps)
+      if meta is not None:
+        changes = resuming.check_changes(meta, config, experiment.steps_per_epoch, steps, workdir)
+        resuming.record(workdir, steps, changes)
       loop = TrainingLoop(config, experiment, info, mesh, workdir, checkpoints, steps, labeled_indices, lock)
       try:
         state = loop.run(state, history)

@@ -9,7 +9,7 @@ the EMA network, the data recipe and the labeled subset. What is left here is on
 
 import dataclasses
 
-from adamix_jax import distributed, losses, methods
+from adamix_jax import distributed, losses, methods, resuming
 from adamix_jax.config import ConfigError
 from adamix_jax.data import input_pipeline
 from adamix_jax.data.options import DataOptions, SemisupOptions
@@ -39,6 +39,7 @@ class RunOptions(Options):
   log_progress: bool = option("log.progress")
   log_images_every_steps: int = option("log.images_every_steps", non_negative)
   log_image_count: int = option("log.image_count", positive)
+  resume_accept_changes: str = option("resume.accept_changes", resuming.known_changes)
 
 
 @dataclasses.dataclass(frozen=True)

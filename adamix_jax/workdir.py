@@ -8,12 +8,15 @@ lock still names it before every save and every logged step (`check_held`), and 
 evaluation, notebooks) take no lock and never write.
 """
 
+import contextlib
 import datetime
 import errno
 import json
 import os
+import shutil
 import socket
 import uuid
+from collections.abc import Iterator
 
 from etils import epath
 
@@ -65,6 +68,30 @@ def prepare(workdir: str) -> None:
     except OSError as error:
       reason = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or str(error)).lower()
       raise WorkdirError(f"{what} cannot be written ({reason}): {fix}.") from None
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(workdir: str, enabled: bool = True) -> Iterator[None]:
+  """Removes `workdir` again if it did not exist before the block and the block fails before writing
+  anything in it (a run refused for its data, say): an empty `checkpoints/` folder is all it holds. In a
+  workdir that existed, an empty `checkpoints/` folder the block created is removed."""
+  local = enabled and not _is_remote(workdir)
+  checkpoints = os.path.join(workdir, CHECKPOINTS)
+  created, created_checkpoints = local and not os.path.exists(workdir), local and not os.path.exists(checkpoints)
+  try:
+    yield
+  except BaseException:
+    if created and _empty(workdir):
+      shutil.rmtree(workdir, ignore_errors=True)
+    elif created_checkpoints and os.path.isdir(checkpoints) and not os.listdir(checkpoints):
+      os.rmdir(checkpoints)
+    raise
+
+
+def _empty(workdir: str) -> bool:
+  entries = os.listdir(workdir) if os.path.isdir(workdir) else []
+  checkpoints = os.path.join(workdir, CHECKPOINTS)
+  return set(entries) <= {CHECKPOINTS} and not (os.path.isdir(checkpoints) and os.listdir(checkpoints))
 
 
 def _alive_here(holder: dict) -> bool:

@@ -10,6 +10,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
 
+from adamix_jax import reporting
 from adamix_jax.reporting import MetricWriter
 
 
@@ -64,3 +65,17 @@ def test_metrics_jsonl_stays_valid_json_lines_and_a_repair_says_what_it_dropped(
   MetricWriter(str(tmp_path), start_step=20).close()
   assert [json.loads(line)["step"] for line in open(path)] == [10, 20]
   assert f"warning: {path}: dropped line 2, not a whole JSON record" in capsys.readouterr().out
+
+
+def test_the_progress_line_has_a_rate_and_an_eta_on_epochs_of_one_step(monkeypatch):
+  now = [0.0]
+  monkeypatch.setattr(reporting.time, "perf_counter", lambda: now[0])
+  stream = io.StringIO()
+  progress = reporting.Progress(total_steps=5, steps_per_epoch=1, batch_size=10, enabled=True, stream=stream)
+  for step in range(1, 4):  # One second a step (evaluation included), each epoch one step.
+    progress.start_epoch(step - 1)
+    progress.update(step, {"loss": 1.0})
+    now[0] += 1.0
+  lines = stream.getvalue().splitlines()
+  assert lines[0].endswith("| 0 img/s | ETA ?")  # The first step: no time measured yet.
+  assert lines[2] == "epoch 3 [1/1] loss 1.0000 | 10 img/s | ETA 0:00:02"

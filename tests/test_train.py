@@ -39,8 +39,10 @@ def test_run_writes_metrics_checkpoints_summary_and_resumes(tfds_dir, tmp_path):
   with open(os.path.join(workdir, "summary.json")) as f:
     assert json.load(f)["reported_top1"] == summary["reported_top1"]
 
-  # Asking for more epochs continues from step 20 with the evaluation history of the first run.
-  summary = train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=3), workdir)
+  # Asking for more epochs, on purpose, continues from step 20 with the evaluation history of the first run.
+  summary = train.train_and_evaluate(
+    tiny_config(tfds_dir, num_epochs=3, **{"resume.accept_changes": "num_epochs"}), workdir
+  )
   assert summary["steps"] == 30
   evals = _records(workdir, "eval")
   assert [record["step"] for record in evals] == [10, 20, 30]

@@ -149,7 +149,9 @@ def test_a_damaged_latest_checkpoint_is_named_skipped_and_kept(tfds_dir, tmp_pat
   assert _steps(workdir) == [10, 20]
   _damage(os.path.join(workdir, "checkpoints", "20"), kind)
   capsys.readouterr()
-  summary = train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=3), workdir)
+  summary = train.train_and_evaluate(
+    tiny_config(tfds_dir, num_epochs=3, **{"resume.accept_changes": "num_epochs"}), workdir
+  )
   output = capsys.readouterr().out
   assert "warning: checkpoint step 20" in output and "is damaged" in output and "Resuming from step 10" in output
   assert summary["steps"] == 30 and _steps(workdir) == [10, 20, 30]
@@ -299,7 +301,9 @@ def test_a_real_full_disk_stops_with_one_line_and_the_run_resumes_once_space_is_
 def test_config_mistakes_are_one_line(tmp_path):
   cases = {
     ("--config.num_epoch=3",): 'num_epoch is not a config key. Did you mean "num_epochs"',
-    ("--config.num_epochs=abc",): "flag --config.num_epochs=abc",
+    ("--config.num_epochs=abc",): "error: --config.num_epochs must be an integer, not 'abc'.",
+    ("--config.log.progress=yes",): "error: --config.log.progress must be True or False, not 'yes'.",
+    ("--config.optimizer.lr=fast",): "error: --config.optimizer.lr must be a number, not 'fast'.",
   }
   for extra, expected in cases.items():
     command = [sys.executable, "-m", "adamix_jax.main", "--config", "configs/quickstart.py", "--workdir", str(tmp_path)]
@@ -325,13 +329,36 @@ def test_after_sigkill_the_next_run_takes_over_the_lock_and_skips_a_damaged_chec
   process.wait(timeout=60)
   assert os.path.exists(os.path.join(workdir, LOCK_NAME))
   latest, previous = _steps(workdir)[-1], _steps(workdir)[-2]
-  _damage(os.path.join(workdir, "checkpoints", str(latest)), "truncated_manifest")
+  _damage(os.path.join(workdir, "checkpoints", str(latest)), "truncated_data")
   rerun = _popen(_command(workdir, tfds_dir))
   stdout, stderr = rerun.communicate(timeout=300)
   assert rerun.returncode == 0, stderr
   assert "Taking over the lock" in stdout and f"warning: checkpoint step {latest}" in stdout
+  assert _error_lines(stderr) == []  # The one warning: none of orbax's error logs and tracebacks.
   assert f"Resuming from step {previous}" in stdout
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [(r["step"], r["kind"]) for r in map(json.loads, f)]
   assert len(records) == len(set(records)) and max(step for step, _ in records) == 60
   shutil.rmtree(workdir)
+
+
+def test_a_run_refused_before_it_writes_anything_leaves_no_workdir_it_created(tfds_dir, tmp_path):
+  config = tiny_config(str(tmp_path / "no_images"), **{"data.name": "image_folder", "data.max_train_examples": 0})
+  for workdir, existed in ((tmp_path / "new" / "run", False), (tmp_path / "mine", True)):
+    if existed:
+      workdir.mkdir()
+    with pytest.raises(Exception, match="no_images"):
+      train.train_and_evaluate(config, str(workdir))
+    assert workdir.exists() == existed and not (workdir / "checkpoints").exists()  # A directory made by the user stays.
+
+
+def test_a_batch_that_leaves_out_much_of_each_epoch_is_a_warning(tfds_dir, tmp_path, capsys):
+  train.train_and_evaluate(
+    tiny_config(tfds_dir, num_epochs=1, batch_size=100, **{"data.max_train_examples": 180}), str(tmp_path)
+  )
+  assert (
+    "warning: an epoch is 1 full step of 100 examples, so 80 of the 180 training examples (44%) are left out of "
+    "every epoch" in capsys.readouterr().out
+  )
+  train.train_and_evaluate(tiny_config(tfds_dir, num_epochs=1, **{"data.max_train_examples": 190}), str(tmp_path / "b"))
+  assert "left out" not in capsys.readouterr().out  # 10 of 190: under a tenth.

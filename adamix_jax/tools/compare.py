@@ -19,19 +19,23 @@ import statistics
 import sys
 from typing import Any
 
+from adamix_jax.config import RUNTIME_KEYS, RUNTIME_PREFIXES
+
 # Keys that do not change what a run learns; runs differing only in these (and the seed) are one group.
-IGNORED = ("seed", "data.data_dir", "num_devices", "eval_batch_size", "data.workers", "data.input_slices")
-IGNORED_PREFIXES = ("distributed.", "log.", "checkpoint.")
+IGNORED = ("seed", *RUNTIME_KEYS)
+IGNORED_PREFIXES = RUNTIME_PREFIXES
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One workdir: its flattened config, evaluation history and summary (None while unfinished)."""
+  """One workdir: its flattened config (the newest checkpoint's), evaluation history, summary (None while
+  unfinished) and the config changes it accepted on resume (`adamix_jax.resuming`)."""
 
   workdir: str
   config: dict[str, Any]
   history: list[dict[str, Any]]
   summary: dict[str, Any] | None
+  changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -71,7 +75,9 @@ def read_run(workdir: str) -> Run:
   # A run saved before a config key existed ran with that key's default: fill it in, so that such a run
   # groups with newer runs of the same settings.
   config = flatten(base_config().to_dict()) | flatten(meta["config"])
-  return Run(workdir, config, meta["eval_history"], summary)
+  from adamix_jax import resuming
+
+  return Run(workdir, config, meta["eval_history"], summary, resuming.read(workdir))
 
 
 def _learning_keys(config: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +155,17 @@ def table(groups: dict[str, list[Run]], heads: tuple[str, ...] = ()) -> str:
       extra += f" {_mean_std([v for v in last if v is not None])} |"
     lines.append(f"| {name} | {reported_head(members[0])} | {result} | {count} | {epochs} | {steps} |{extra}")
   return "\n".join(lines)
+
+
+def changed_on_resume(runs: list[Run]) -> str:
+  """One line per config change a run accepted on resume (its config above is the one after them)."""
+  from adamix_jax.resuming import describe
+
+  return "\n".join(
+    f"{run.workdir}: changed on resume at step {entry['step']}: {describe(entry['changes'])}"
+    for run in runs
+    for entry in run.changes
+  )
 
 
 def plot(groups: dict[str, list[Run]], path: str) -> None:
@@ -255,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1
   groups = group_runs(runs)
   print(table(groups, tuple(filter(None, args.heads.split(",")))))
+  if notes := changed_on_resume(runs):
+    print("\n" + notes)
   if args.plot:
     plot(groups, args.plot)
     print(f"Curves: {args.plot}")

@@ -9,7 +9,8 @@ start-up (imports, reading the data, compiling) and after the last checkpoint no
 signal ends the process at once. It ends with `os._exit`, as the second SIGINT does: a KeyboardInterrupt
 raised in the middle of JAX's start-up can be swallowed (a garbage-collection callback of XLA ignores it, and
 the run went on), and unwinding the interpreter while XLA's compiler threads run ended in a segmentation
-fault. The functions registered with `before_exit_at_once` (releasing the workdir's lock) run first.
+fault. The functions registered with `before_exit_at_once` run first: releasing the workdir's lock, and
+naming its last complete checkpoint in the line.
 """
 
 import contextlib
@@ -19,15 +20,23 @@ import sys
 from collections.abc import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_before_exit: list[Callable[[], None]] = []
+_before_exit: list[Callable[[], str | None]] = []
 
 
 def _exit_now(signum: int, message: str) -> None:
+  notes = []
   for callback in reversed(_before_exit):
     with contextlib.suppress(Exception):
-      callback()
-  print(f"Stopped by {signal.Signals(signum).name} {message}", file=sys.stderr, flush=True)
+      notes.append(callback())
+  text = " ".join([f"Stopped by {signal.Signals(signum).name} {message}", *filter(None, notes)])
+  print(text, file=sys.stderr, flush=True)
   os._exit(128 + signum)
+
+
+def last_checkpoint_note(directory: str) -> str:
+  """ "The last complete checkpoint is step N in DIR." (or that there is none), read from the folder names."""
+  steps = [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
+  return f"The last complete checkpoint is step {max(steps)} in {directory}." if steps else "No checkpoint was written."
 
 
 def _outside_the_loop(signum, frame) -> None:
@@ -42,8 +51,9 @@ def exit_at_once() -> None:
 
 
 @contextlib.contextmanager
-def before_exit_at_once(callback: Callable[[], None]) -> Iterator[None]:
-  """Runs `callback` before an immediate exit that happens inside the block."""
+def before_exit_at_once(callback: Callable[[], str | None]) -> Iterator[None]:
+  """Runs `callback` before an immediate exit that happens inside the block; the text it returns (if any)
+  is added to the exit's line."""
   _before_exit.append(callback)
   try:
     yield

@@ -10,6 +10,7 @@ checkpoint (a second SIGINT stops at once: `stopping`); rerunning the same comma
 import contextlib
 import json
 import math
+import os
 import signal
 import statistics
 from typing import Any
@@ -385,6 +386,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir_lib.prepare(workdir)
     lock = stack.enter_context(workdir_lib.WorkdirLock(workdir, enabled=is_main))
     stack.enter_context(stopping.before_exit_at_once(lock.release))
+    checkpoint_folder = os.path.join(workdir, workdir_lib.CHECKPOINTS)
+    stack.enter_context(stopping.before_exit_at_once(lambda: stopping.last_checkpoint_note(checkpoint_folder)))
     info = _data_info_kept_with_the_run(config, workdir)
     labeled_indices = _labeled_subset(config, info, workdir) if parts.semisup.labeled_subset else None
     experiment = make_experiment(config, info, mesh)

@@ -122,7 +122,8 @@ def test_two_processes_equal_one_process_and_their_checkpoint_restores_in_one(tf
   # is the same code for every method: checked on AdAutoMix's state; the semi-supervised streams resume on
   # the same batches in test_semisup.)
   if setup == "adautomix":
-    output = _run(_command(pod, tfds_dir, "--config.num_epochs=2", setup=setup), devices=1)
+    extend = ("--config.num_epochs=2", "--config.resume.accept_changes=num_epochs")
+    output = _run(_command(pod, tfds_dir, *extend, setup=setup), devices=1)
     assert "Resuming from step 4" in output
     with open(os.path.join(pod, "summary.json")) as f:
       assert json.load(f)["steps"] == 8

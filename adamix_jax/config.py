@@ -139,6 +139,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.mixup.resizemix_scope = (0.1, 0.8)  # ResizeMix: range of the pasted image's side ratio.
   config.mixup.fmix_decay_power = 3.0  # FMix: spectrum decay.
   config.mixup.manifoldmix_stages = (0, 1, 2)  # ManifoldMix: inputs of stages 1-3 it may mix (0: after the stem).
+  # GridMix: ranges each step draws from (OpenMixup's CIFAR settings): holes across, hole and cut aspect, cut area.
+  config.mixup.gridmix_n_holes = (2, 6)
+  config.mixup.gridmix_hole_aspect_ratio = (1.0, 1.0)
+  config.mixup.gridmix_cut_area_ratio = (0.5, 1.0)
+  config.mixup.gridmix_cut_aspect_ratio = (0.5, 2.0)
+  config.mixup.smoothmix_lam = "reference"  # SmoothMix label weights: "reference" (OpenMixup's) or "area".
 
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0  # eps: targets (1 - eps) * target + eps / C (supervised methods).

@@ -183,7 +183,134 @@ def fmix(images: jax.Array, labels: jax.Array, plan: MixPlan, decay_power: float
   return _result(images, labels, plan, mask[None])
 
 
-OPERATORS = {"mixup": mixup, "cutmix": cutmix, "fmix": fmix, "resizemix": resizemix, "saliencymix": saliencymix}
+def _slice_cover(size: int, starts: jax.Array, stops: jax.Array, valid: jax.Array) -> jax.Array:
+  """bool [size]: positions inside any valid [start, stop), read as Python reads x[start:stop] on a length
+  `size` axis (a negative bound counts from the end, then both are clipped to [0, size])."""
+
+  def python_bound(bound):
+    return jnp.clip(jnp.where(bound < 0, bound + size, bound), 0, size)
+
+  positions = jnp.arange(size)[None, :]
+  inside = (positions >= python_bound(starts)[:, None]) & (positions < python_bound(stops)[:, None])
+  return jnp.any(valid[:, None] & inside, axis=0)
+
+
+def _require_square(images: jax.Array, method: str) -> None:
+  if images.shape[1] != images.shape[2]:
+    height, width = images.shape[1:3]
+    raise ValueError(f"{method} mixes square images (as OpenMixup does); these are {height}x{width}.")
+
+
+def grid_mask(
+  size: int,
+  lam: jax.Array,
+  n_holes: jax.Array,
+  hole_aspect_ratio: jax.Array,
+  cut_area_ratio: jax.Array,
+  cut_aspect_ratio: jax.Array,
+  corner: jax.Array,
+) -> jax.Array:
+  """GridMix's mask [size, size]: 1 in the holes (where the partner shows), 0 elsewhere (OpenMixup's
+  `rand_grid`, integer arithmetic as its Python `int`, `ceil`, `min`).
+
+  A cut of area int(size^2 cut_area_ratio) and aspect cut_aspect_ratio, its corner at
+  int((size - side) * corner) (may be negative: the cut can be wider than the image), is tiled by
+  n_holes patches across (side ceil(cut_w / n_holes), height * hole_aspect_ratio); each patch has a hole
+  of sides int(patch * sqrt(1 - lam)), clipped to [1, patch - 1], at its top-left. As in the reference,
+  a hole that starts left of or above the image is a Python slice with a negative start: it counts from
+  the far edge (or is empty).
+
+  Args:
+    size: the square image's side.
+    lam, n_holes, hole_aspect_ratio, cut_area_ratio, cut_aspect_ratio: scalars (n_holes an integer).
+    corner: [2] uniform draws in [0, 1): (columns, rows) of the cut's corner.
+  """
+  f32 = jnp.float32
+  cut_area = jnp.floor(f32(size * size) * cut_area_ratio)
+  cut_w = jnp.floor(jnp.sqrt(cut_area / cut_aspect_ratio))
+  cut_h = jnp.floor(cut_w * cut_aspect_ratio)
+  left, top = jnp.trunc((size - cut_w) * corner[0]), jnp.trunc((size - cut_h) * corner[1])
+  patch_w = jnp.ceil(cut_w / n_holes)
+  patch_h = jnp.maximum(jnp.floor(patch_w * hole_aspect_ratio), 1.0)
+  rows_of_patches = jnp.ceil(cut_h / patch_h)
+  ratio = jnp.sqrt(1.0 - lam)
+  hole_w = jnp.clip(jnp.floor(patch_w * ratio), 1, patch_w - 1)
+  hole_h = jnp.clip(jnp.floor(patch_h * ratio), 1, patch_h - 1)
+  index = jnp.arange(2 * size + 2, dtype=f32)  # More than either count of patches can be.
+  x1 = jnp.minimum(patch_w * index, cut_w)
+  y1 = jnp.minimum(patch_h * index, cut_h)
+  x2, y2 = jnp.minimum(x1 + hole_w, cut_w), jnp.minimum(y1 + hole_h, cut_h)
+  cols = _slice_cover(size, (left + x1).astype(jnp.int32), (left + x2).astype(jnp.int32), index <= n_holes)
+  rows = _slice_cover(size, (top + y1).astype(jnp.int32), (top + y2).astype(jnp.int32), index <= rows_of_patches)
+  return (rows[:, None] & cols[None, :]).astype(f32)
+
+
+def gridmix(
+  images: jax.Array,
+  labels: jax.Array,
+  plan: MixPlan,
+  n_holes: tuple[int, int] = (2, 6),
+  hole_aspect_ratio: tuple[float, float] = (1.0, 1.0),
+  cut_area_ratio: tuple[float, float] = (0.5, 1.0),
+  cut_aspect_ratio: tuple[float, float] = (0.5, 2.0),
+) -> MixResult:
+  """GridMix (Baek et al., Pattern Recognition 2021, as OpenMixup runs it): one grid of holes for the batch
+  (`grid_mask`), the partner in the holes; lambda is the real share of the unshuffled image. The counts and
+  ratios are drawn per step uniformly from their ranges (n_holes: an integer, both ends included)."""
+  _require_square(images, "GridMix")
+  holes_key, hole_key, area_key, aspect_key, corner_key = jax.random.split(plan.key, 5)
+  mask = grid_mask(
+    images.shape[1],
+    plan.lam,
+    jax.random.randint(holes_key, (), n_holes[0], n_holes[1] + 1).astype(jnp.float32),
+    jax.random.uniform(hole_key, (), minval=hole_aspect_ratio[0], maxval=hole_aspect_ratio[1]),
+    jax.random.uniform(area_key, (), minval=cut_area_ratio[0], maxval=cut_area_ratio[1]),
+    jax.random.uniform(aspect_key, (), minval=cut_aspect_ratio[0], maxval=cut_aspect_ratio[1]),
+    jax.random.uniform(corner_key, (2,)),
+  )
+  return _result(images, labels, plan, (1 - mask)[None, ..., None])
+
+
+SMOOTHMIX_LAMS = ("reference", "area")
+
+
+def smooth_mask(size: int, row_shift: jax.Array, col_shift: jax.Array, sigma: jax.Array) -> jax.Array:
+  """SmoothMix's Gaussian [size, size] (peak 1): the partner's per-pixel weight (OpenMixup's
+  `gaussian_kernel` on a 2*size grid, rolled by the shifts and cropped to the central size x size)."""
+  centre = size - 0.5  # (2 size - 1) / 2, the mean of the 2*size grid.
+  index = jnp.arange(size)
+  cols = (index + size // 2 - col_shift) % (2 * size) - centre
+  rows = (index + size // 2 - row_shift) % (2 * size) - centre
+  return jnp.exp(-(rows[:, None] ** 2 + cols[None, :] ** 2) / (2 * sigma**2)).astype(jnp.float32)
+
+
+def smoothmix(images: jax.Array, labels: jax.Array, plan: MixPlan, lam_of: str = "reference") -> MixResult:
+  """SmoothMix (Lee et al., CVPRW 2020, as OpenMixup runs it): the partner blended in through one Gaussian
+  blob for the batch, centred at an integer offset in [-size/2, size/2) from the middle along each axis,
+  of sigma uniform in [size/4, size/2). The drawn lambda is not used.
+
+  lam_of: "reference" gives the unshuffled image's label the *blob's* mean weight, mean(G), as OpenMixup
+    does (the label weights are then those of the other image's pixels); "area" gives it its own pixels'
+    share, 1 - mean(G), as every other mask method here does.
+  """
+  _require_square(images, "SmoothMix")
+  size = images.shape[1]
+  col_key, row_key, sigma_key = jax.random.split(plan.key, 3)
+  col_shift = jnp.trunc(jax.random.randint(col_key, (), 0, size) - size / 2)
+  row_shift = jnp.trunc(jax.random.randint(row_key, (), 0, size) - size / 2)
+  sigma = (jax.random.uniform(sigma_key, ()) / 4 + 0.25) * size
+  blob = smooth_mask(size, row_shift, col_shift, sigma)
+  mixed = _result(images, labels, plan, (1 - blob)[None, ..., None])
+  if lam_of == "area":
+    return mixed
+  lam = jnp.full(images.shape[:1], jnp.mean(blob))
+  return mixed._replace(lams=jnp.stack([lam, 1 - lam]))
+
+
+OPERATORS = {
+  "mixup": mixup, "cutmix": cutmix, "fmix": fmix, "resizemix": resizemix, "saliencymix": saliencymix,
+  "gridmix": gridmix, "smoothmix": smoothmix,
+}  # fmt: skip
 
 
 def mix(images: jax.Array, perms: jax.Array, masks: jax.Array) -> jax.Array:

@@ -11,8 +11,8 @@ Measured on a 2-core CPU: ERM 84.15% top-1 (online/one) with jax 0.10.2, 83.40% 
 3 minutes (README).
 
 Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
-  erm (default), mixup (alpha 1), cutmix (0.2), automix, adautomix: the method, with configs/cifar100.py's
-    alphas, learning-rate floors and generator settings;
+  erm (default), mixup (alpha 1), cutmix (0.2), gridmix (0.2), smoothmix (0.2), automix, adautomix: the
+    method, with configs/cifar100.py's alphas, learning-rate floors and generator settings;
   dm: adds the Decoupled Mixup loss with the method's official CIFAR ResNet-18 setting (mixup and cutmix;
     configs/cifar100_dm.py, which also sets alpha 0.2);
   e<N>: N epochs instead of 8 (e.g. e24);
@@ -31,7 +31,9 @@ official schedule.
 
 from adamix_jax.config import base_config, official_dm_recipe
 
-METHOD_ALPHA = {"erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "automix": 2.0, "adautomix": 1.0}
+METHOD_ALPHA = {
+  "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "automix": 2.0, "adautomix": 1.0
+}  # fmt: skip
 LEARNED = ("automix", "adautomix")
 SMALL_BACKBONES = {"swin": "swin_t", "convnext": "convnext_t"}
 

@@ -19,9 +19,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (
       "method",
       "mixupp",
-      "Valid choices: adautomix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, manifoldmix, mixup, "
-      "resizemix, saliencymix, transmix",
+      "Valid choices: adautomix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, gridmix, manifoldmix, "
+      "mixup, resizemix, saliencymix, smoothmix, transmix",
     ),
+    ("mixup.gridmix_n_holes", (0, 6), r"gridmix_n_holes = \(0, 6\) must be a \(low, high\) pair with 1 <= low"),
+    ("mixup.gridmix_cut_aspect_ratio", (2.0, 0.5), r"must be a \(low, high\) pair with 0 < low <= high"),
+    ("mixup.smoothmix_lam", "pixels", "Valid choices: area, reference"),
     ("loss.dm.mode", "most", "Valid choices: both, less, more"),
     ("loss.dm.eta", 0.1, "needs a mixing method"),
     ("mixup.alpha", 0.0, "config.mixup.alpha = 0.0 must be > 0"),
@@ -141,7 +144,10 @@ def test_config_variants():
     swin = quickstart.get_config("adautomix,swin")
     assert (swin.model.name, swin.model.window, swin.data.image_size) == ("swin_t", 4, 32)
     for bad in ("fast", "e0"):
-      with pytest.raises(ValueError, match="Valid choices: erm, mixup, cutmix, automix, adautomix, dm, swin, convnext"):
+      with pytest.raises(
+        ValueError,
+        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, automix, adautomix, dm, swin, convnext",
+      ):
         quickstart.get_config(bad)
     with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):
       quickstart.get_config("adautomix,dm")

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import official_mixups
 import pytest
 
 from adamix_jax import mixing
@@ -22,7 +23,8 @@ def test_label_weights_sum_to_one_and_equal_the_mask_area(name, seed):
   mixed = jax.jit(mixing.OPERATORS[name])(IMAGES, LABELS, plan)
   assert mixed.images.shape == IMAGES.shape and mixed.masks.shape == (8, 32, 32, 1)
   np.testing.assert_allclose(mixed.lams.sum(0), 1.0, atol=1e-6)
-  np.testing.assert_allclose(mixed.masks.mean(axis=(1, 2, 3)), mixed.lams[0], atol=1e-6)
+  area = mixed.masks.mean(axis=(1, 2, 3))  # SmoothMix, as OpenMixup, weights the label by the other area.
+  np.testing.assert_allclose(1 - area if name == "smoothmix" else area, mixed.lams[0], atol=1e-6)
   np.testing.assert_array_equal(mixed.labels, np.stack([LABELS, LABELS[plan.permutation]]))
   # Every pixel is the mask-weighted combination of the image and its partner.
   expected = mixed.masks * IMAGES + (1 - mixed.masks) * IMAGES[plan.permutation] if name != "resizemix" else None
@@ -106,3 +108,48 @@ def test_mask_spatial_std_is_zero_for_constant_masks_and_sqrt_lam_one_minus_lam_
   assert float(mixing.mask_spatial_std(boxes)) == pytest.approx(expected, rel=1e-5)
   two_sources = jnp.concatenate([boxes, 1 - boxes], axis=-1)  # Both sources' masks of the same boxes.
   assert float(mixing.mask_spatial_std(two_sources)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_grid_mask_is_the_references_for_random_draws(size):
+  """Including cuts wider than the image, whose holes start left of it (the reference's negative slices)."""
+  rng = np.random.default_rng(size)
+  mask_fn = jax.jit(mixing.grid_mask, static_argnums=0)
+  for _ in range(300):
+    lam, holes = rng.beta(0.2, 0.2), int(rng.integers(2, 7))
+    ratios = (rng.uniform(1, 1), rng.uniform(0.5, 1), rng.uniform(0.5, 2))
+    corner = rng.random(2)
+    expected = official_mixups.rand_grid(size, lam, holes, *ratios, *corner)
+    got = mask_fn(size, lam, float(holes), *ratios, jnp.asarray(corner, jnp.float32))
+    np.testing.assert_array_equal(np.asarray(got), expected, err_msg=f"{lam, holes, ratios, corner}")
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_smooth_mask_is_the_references_gaussian(size):
+  rng = np.random.default_rng(size)
+  for _ in range(50):
+    rand_w, rand_h = int(rng.integers(0, size) - size / 2), int(rng.integers(0, size) - size / 2)
+    sigma = (rng.random() / 4 + 0.25) * size
+    expected = official_mixups.gaussian_kernel(size, rand_h, rand_w, sigma)  # The reference's argument order.
+    got = mixing.smooth_mask(size, row_shift=rand_h, col_shift=rand_w, sigma=sigma)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gridmix_and_smoothmix_label_weights():
+  plan = mixing.sample_plan(jax.random.key(5), IMAGES.shape[0], alpha=1.0)
+  grid = mixing.gridmix(IMAGES, LABELS, plan)
+  np.testing.assert_allclose(grid.lams[0], np.mean(grid.masks, axis=(1, 2, 3)), atol=1e-6)  # The real area.
+  assert set(np.unique(np.asarray(grid.masks))) <= {0.0, 1.0}
+  reference = mixing.smoothmix(IMAGES, LABELS, plan)
+  area = mixing.smoothmix(IMAGES, LABELS, plan, lam_of="area")
+  np.testing.assert_array_equal(reference.images, area.images)
+  own_share = np.mean(area.masks, axis=(1, 2, 3))
+  np.testing.assert_allclose(area.lams[0], own_share, atol=1e-6)
+  np.testing.assert_allclose(reference.lams[0], 1 - own_share, atol=1e-6)  # The blob's share, as OpenMixup.
+
+
+@pytest.mark.parametrize("operator", [mixing.gridmix, mixing.smoothmix])
+def test_grid_and_smooth_masks_refuse_non_square_images(operator):
+  wide = jnp.zeros((4, 16, 24, 3))
+  with pytest.raises(ValueError, match="mixes square images .* these are 16x24"):
+    operator(wide, LABELS[:4], mixing.sample_plan(jax.random.key(0), 4, alpha=1.0))

@@ -1,5 +1,5 @@
-"""Static mixups (MixUp, CutMix, FMix, ResizeMix, SaliencyMix, ManifoldMix, the DeiT recipe, TransMix),
-each with or without DM.
+"""Static mixups (MixUp, CutMix, FMix, ResizeMix, SaliencyMix, GridMix, SmoothMix, ManifoldMix, the DeiT
+recipe, TransMix), each with or without DM.
 
 Each step draws a plan on every device (`mixing.sample_plan`), mixes the device's shard, and trains
 `head_one` with the mixup cross-entropy, or with the Decoupled Mixup loss when `options.dm.eta > 0`
@@ -17,11 +17,22 @@ import jax.numpy as jnp
 
 from adamix_jax import losses, mixing
 from adamix_jax.methods.base import Method, SupervisedOptions, drop_path_rngs
-from adamix_jax.options import Options, option, ordered_range, positive, unit_interval
+from adamix_jax.options import Options, one_of, option, ordered_range, positive, unit_interval
 
 
 def _stages(stages) -> str | None:
   return None if stages and set(stages) <= {0, 1, 2} else "must be a non-empty subset of (0, 1, 2)"
+
+
+def _ordered_pair(low_bound: float, open_low: bool = False):
+  """A (low, high) range with low_bound <= low <= high (low_bound < low when open_low)."""
+  sign = "<" if open_low else "<="
+
+  def check(pair) -> str | None:
+    above = len(pair) == 2 and (pair[0] > low_bound if open_low else pair[0] >= low_bound)
+    return None if above and pair[0] <= pair[1] else f"must be a (low, high) pair with {low_bound} {sign} low <= high"
+
+  return check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +47,11 @@ class MixupOptions(Options):
   resizemix_scope: tuple[float, float] = option("resizemix_scope", ordered_range())
   fmix_decay_power: float = option("fmix_decay_power", positive)
   manifoldmix_stages: tuple[int, ...] = option("manifoldmix_stages", _stages)
+  gridmix_n_holes: tuple[int, int] = option("gridmix_n_holes", _ordered_pair(1))
+  gridmix_hole_aspect_ratio: tuple[float, float] = option("gridmix_hole_aspect_ratio", _ordered_pair(0, open_low=True))
+  gridmix_cut_area_ratio: tuple[float, float] = option("gridmix_cut_area_ratio", ordered_range())
+  gridmix_cut_aspect_ratio: tuple[float, float] = option("gridmix_cut_aspect_ratio", _ordered_pair(0, open_low=True))
+  smoothmix_lam: str = option("smoothmix_lam", one_of(mixing.SMOOTHMIX_LAMS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +130,27 @@ class ResizeMix(StaticMixup):
 
   def operator(self):
     return functools.partial(mixing.resizemix, scope=tuple(self.options.mixup.resizemix_scope))
+
+
+class GridMix(StaticMixup):
+  name = "gridmix"
+
+  def operator(self):
+    options = self.options.mixup
+    return functools.partial(
+      mixing.gridmix,
+      n_holes=tuple(options.gridmix_n_holes),
+      hole_aspect_ratio=tuple(options.gridmix_hole_aspect_ratio),
+      cut_area_ratio=tuple(options.gridmix_cut_area_ratio),
+      cut_aspect_ratio=tuple(options.gridmix_cut_aspect_ratio),
+    )
+
+
+class SmoothMix(StaticMixup):
+  name = "smoothmix"
+
+  def operator(self):
+    return functools.partial(mixing.smoothmix, lam_of=self.options.mixup.smoothmix_lam)
 
 
 class ManifoldMix(StaticMixup):

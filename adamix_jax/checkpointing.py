@@ -87,6 +87,7 @@ class Checkpoints:
         deleted, not even the unfinished save of a trainer that runs beside the reader.
     """
     self.read_only = read_only
+    self._disk_full = False  # Set once a save met a full disk.
     local = "://" not in workdir  # gs:// and other remote paths are used as they are.
     self.directory = os.path.join(os.path.abspath(workdir) if local else workdir, CHECKPOINTS)
     preservation = policies.AnyPreservationPolicy(
@@ -201,10 +202,8 @@ class Checkpoints:
 
   def disk_full_error(self) -> CheckpointError:
     """The one-line error of a run stopped by a full disk. Frees what the unfinished saves took (the writer)."""
-    if not self.read_only and jax.process_index() == 0:
-      for unfinished in epath.Path(self.directory).glob(f"*{TMP_SUFFIX}*"):
-        with contextlib.suppress(OSError):
-          unfinished.rmtree()
+    self._disk_full = True  # Freed again once the manager is closed: its writers may still be at work now.
+    self._free_unfinished()
     try:
       latest = self.latest_step()
     except Exception:  # The manager could not even list its steps on this disk.
@@ -214,6 +213,26 @@ class Checkpoints:
       f"The disk holding {self.directory} is full: a checkpoint could not be written and the run stopped; "
       f"{last}. Free some space and rerun the command to resume."
     )
+
+  def _free_unfinished(self, settle_s: float = 0.0) -> None:
+    """Removes the folders of unfinished saves (the writer process only).
+
+    settle_s: keep removing until none has reappeared for this long (at most 10 s): after a failed save,
+      tensorstore's own threads may still finish writes of it, recreating its folders.
+    """
+    if self.read_only or jax.process_index() != 0:
+      return
+    deadline, quiet_since = time.monotonic() + 10, time.monotonic()
+    while True:
+      unfinished = list(epath.Path(self.directory).glob(f"*{TMP_SUFFIX}*"))
+      for path in unfinished:
+        with contextlib.suppress(OSError):
+          path.rmtree()
+      now = time.monotonic()
+      quiet_since = now if unfinished else quiet_since
+      if now - quiet_since >= settle_s or now > deadline:
+        return
+      time.sleep(0.05)
 
   def close(self) -> None:
     """Finishes the saves under way and closes the manager.
@@ -232,8 +251,12 @@ class Checkpoints:
 
   def __exit__(self, kind, error, traceback) -> None:
     """Closes; while another error stops the run, that error is the one reported, not a failing close."""
-    if error is None:
-      self.close()
-      return
-    with contextlib.suppress(Exception):
-      self.manager.close()
+    try:
+      if error is None:
+        self.close()
+      else:
+        with contextlib.suppress(Exception):
+          self.manager.close()
+    finally:
+      if self._disk_full:  # Writers of the failed save may still recreate its folders.
+        self._free_unfinished(settle_s=1.0)

@@ -11,7 +11,8 @@ Orbax logs each failure of a background save or of a read, with its traceback, f
 full disk printed 270 lines) before the failure reaches the run, which reports it in one line naming the
 last complete checkpoint. And when a save or a read fails, tensorstore's other writes still finish after
 orbax closed their asyncio loop; each then prints a "RuntimeError: Event loop is closed" traceback through
-`sys.unraisablehook` (dozens on a full disk, thousands for a damaged checkpoint).
+`sys.unraisablehook` (dozens on a full disk, thousands for a damaged checkpoint), and asyncio may report
+the failed writes of a save as "Future exception was never retrieved".
 `checkpoint_logs_left_to_the_run()` (the training command calls it) drops both; `ADAMIX_JAX_TRACEBACK=1`
 keeps them.
 """
@@ -22,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 
 # Start-up notices of TensorFlow's C++ runtime: informational, the same on every start.
 NOTICES = re.compile(
@@ -65,14 +67,27 @@ class _NotFromOrbax(logging.Filter):
     return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
+class _NotALostCheckpointWrite(logging.Filter):
+  """Drops asyncio's "exception was never retrieved" reports of checkpoint writes (tensorstore's OCDBT files)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if "exception was never retrieved" not in message:
+      return True
+    text = message + ("".join(traceback.format_exception(*record.exc_info)) if record.exc_info else "")
+    return not ("OCDBT" in text or f"{os.sep}orbax{os.sep}" in text)
+
+
 def _late_completion(unraisable) -> bool:
   return isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
 
 
 def checkpoint_logs_left_to_the_run() -> None:
-  """Drops the log records of the orbax package (they go through absl's logger) and the "Event loop is
-  closed" reports of writes that complete after a failed save; the run reports every failure itself."""
+  """Drops the log records of the orbax package (they go through absl's logger), asyncio's reports of
+  checkpoint writes whose failure nobody retrieved, and the "Event loop is closed" reports of writes that
+  complete after a failed save; the run reports every failure itself."""
   logging.getLogger("absl").addFilter(_NotFromOrbax())
+  logging.getLogger("asyncio").addFilter(_NotALostCheckpointWrite())
   previous = sys.unraisablehook
 
   def hook(unraisable) -> None:

@@ -20,8 +20,9 @@ def test_only_the_known_start_up_notices_are_dropped(capfd):
 
 
 def test_checkpoint_logs_left_to_the_run_drops_orbax_records_and_late_event_loop_reports(monkeypatch):
-  absl_logger = logging.getLogger("absl")
+  absl_logger, asyncio_logger = logging.getLogger("absl"), logging.getLogger("asyncio")
   monkeypatch.setattr(absl_logger, "filters", list(absl_logger.filters))
+  monkeypatch.setattr(asyncio_logger, "filters", list(asyncio_logger.filters))
   passed_on = []
   monkeypatch.setattr(sys, "unraisablehook", passed_on.append)
   quiet.checkpoint_logs_left_to_the_run()
@@ -31,6 +32,19 @@ def test_checkpoint_logs_left_to_the_run_drops_orbax_records_and_late_event_loop
 
   assert not absl_logger.filter(record(os.path.join("site-packages", "orbax", "checkpoint", "future.py")))
   assert absl_logger.filter(record(os.path.join("site-packages", "tensorflow_datasets", "core.py")))
+
+  def report(message):
+    return logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1, message, None, None)
+
+  unretrieved = "Future exception was never retrieved\nfuture: <Future finished exception="
+  assert not asyncio_logger.filter(report(unretrieved + "ValueError('Error writing in OCDBT database')>"))
+  assert asyncio_logger.filter(report(unretrieved + "KeyError('x')>"))
+  try:  # A write of orbax's whose failure shows only in the traceback.
+    exec(compile("raise FileNotFoundError(2, 'gone')", os.path.join("site-packages", "orbax", "async_path.py"), "exec"))
+  except FileNotFoundError:
+    from_orbax = report(unretrieved + "FileNotFoundError(2, 'gone')>")
+    from_orbax.exc_info = sys.exc_info()
+  assert not asyncio_logger.filter(from_orbax)
   late = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
   other = types.SimpleNamespace(exc_value=RuntimeError("something else"))
   sys.unraisablehook(late)

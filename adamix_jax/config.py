@@ -171,6 +171,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.automix.mask_loss = 0.1  # Weight of the mask loss.
   config.automix.mask_margin = 0.1  # The mask loss ignores area errors up to this margin.
 
+  # docs/method.md#samix: SAMix is AutoMix (config.automix) with SAMix's Mix Block and mask loss.
+  config.samix = ml_collections.ConfigDict()
+  config.samix.lam_mul_k = 0.25  # k of the Mix Block's lambda rescaling (OpenMixup's CIFAR value).
+  config.samix.mask_adjust = 0.25  # Probability per iteration of rescaling the classifier's masks to lambda.
+
   config.semisup = (
     ml_collections.ConfigDict()
   )  # A labeled subset, and FixMatch / DMixMatch (docs/method.md#semi-supervised-learning).

@@ -1,5 +1,5 @@
-"""Mask generators: AdAutoMix's `AdaptiveMask` and AutoMix's Mix Block (docs/method.md#the-generator-adaptivemask,
-docs/method.md#automix).
+"""Mask generators: AdAutoMix's `AdaptiveMask` and the Mix Block of AutoMix and SAMix
+(docs/method.md#the-generator-adaptivemask, docs/method.md#automix, docs/method.md#samix).
 
 Both read EMA-teacher features of the images to mix and return masks at image resolution. Layouts are
 NHWC: features [N, B, h, w, C] (one map per image to mix), masks [B, H, W, N]. The 1x1 convolutions are
@@ -123,10 +123,35 @@ class AdaptiveMask(nn.Module):
     return logits, masks
 
 
+def rescale_lam(lam: jax.Array, k: float) -> jax.Array:
+  """SAMix's lambda rescaling (OpenMixup `rescale_lam_mult`): a cubic through (0, 0) and (1, 1) that bends
+  lambda towards 0.5 less as k grows; (4/3 lam^3 - 2 lam^2 + (k + 1) lam) / (k + 1/3)."""
+  return (4 / 3 * lam**3 - 2 * lam**2 + (k + 1) * lam) / (k + 1 / 3)
+
+
+class _ValueNeck(nn.Module):
+  """SAMix's non-linear value: 1x1 conv (no bias) -> BN -> ELU -> 1x1 conv to one channel (no bias)."""
+
+  hidden: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = nn.Dense(self.hidden, use_bias=False, kernel_init=GENERATOR_INIT, name="conv1")(x)
+    x = nn.elu(BatchNorm(name="bn")(x, train=train))
+    return nn.Dense(1, use_bias=False, kernel_init=GENERATOR_INIT, name="conv2")(x)
+
+
 class MixBlock(nn.Module):
   """AutoMix's Mix Block (OpenMixup `PixelMixBlock`): a two-image mask from cross attention and a sigmoid.
 
-  The query and key share one 1x1 convolution without activation; the value reads the shuffled image.
+  As AutoMix configures it, the query and key share one 1x1 convolution without activation and the value
+  reads the shuffled image. SAMix's options (all off for AutoMix):
+
+  Attributes:
+    lam_mul_k: None, or SAMix's lambda encoding: the features of x and x[perm] are multiplied by
+      1 + r and 2 - r, r = rescale_lam(lam, lam_mul_k).
+    value_hidden: 0 (a 1x1 convolution), or the hidden width of SAMix's non-linear value (`_ValueNeck`).
+    qk_concat: query and key are two convolutions, each of the concatenated features [x, x[perm]].
   """
 
   in_channels: int
@@ -135,14 +160,18 @@ class MixBlock(nn.Module):
   upsample_mode: str = "nearest"
   scale_factor: int = 4
   use_scale: bool = True
+  lam_mul_k: float | None = None
+  value_hidden: int = 0
+  qk_concat: bool = False
 
   @nn.compact
-  def __call__(self, features: jax.Array, lam: jax.Array) -> jax.Array:
+  def __call__(self, features: jax.Array, lam: jax.Array, *, train: bool = True) -> jax.Array:
     """Masks for mixing x (weight lam) with x[perm].
 
     Args:
       features: [2, B, h, w, C]: the features of x and of x[perm].
-      lam: scalar, the weight of x (read only with `lam_concat`).
+      lam: scalar, the weight of x (read with `lam_concat` or `lam_mul_k`).
+      train: the value neck's BN normalises with the batch statistics (always so in training).
 
     Returns:
       masks [B, H, W, 2]: channel 0 weights x, channel 1 (the sigmoid output m_b) weights x[perm].
@@ -152,9 +181,20 @@ class MixBlock(nn.Module):
     if self.lam_concat:
       features = _with_lambda_channel(features, jnp.stack([lam, 1 - lam]))
     features = features.astype(jnp.float32).reshape(2, batch, height * width, -1)
-    query = nn.Dense(d, kernel_init=GENERATOR_INIT, name="query")
-    q, k = query(features[0]), query(features[1])  # [B, hw, d]
-    v = nn.Dense(1, kernel_init=GENERATOR_INIT, name="value")(features[1])  # [B, hw, 1]
+    if self.lam_mul_k is not None:
+      r = rescale_lam(jnp.asarray(lam, jnp.float32), self.lam_mul_k)
+      features = features * jnp.stack([1 + r, 2 - r])[:, None, None, None]
+    if self.value_hidden:
+      v = _ValueNeck(self.value_hidden, name="value")(features[1], train=train)  # [B, hw, 1]
+    else:
+      v = nn.Dense(1, kernel_init=GENERATOR_INIT, name="value")(features[1])
+    if self.qk_concat:
+      both = jnp.concatenate([features[0], features[1]], axis=-1)
+      q = nn.Dense(d, kernel_init=GENERATOR_INIT, name="query")(both)
+      k = nn.Dense(d, kernel_init=GENERATOR_INIT, name="key")(both)
+    else:
+      query = nn.Dense(d, kernel_init=GENERATOR_INIT, name="query")
+      q, k = query(features[0]), query(features[1])  # [B, hw, d]
     scores = jnp.einsum("bid,bjd->bij", q, k)
     if self.use_scale:
       scores = scores / jnp.sqrt(jnp.float32(d))
@@ -163,6 +203,12 @@ class MixBlock(nn.Module):
     return jnp.concatenate([1 - shuffled, shuffled], axis=-1)
 
 
-def mask_loss(masks: jax.Array, lam: jax.Array, margin: float = 0.1) -> jax.Array:
-  """AutoMix's "L1" mask loss: max(|1 - mean(m_b) - lam| - margin, 0), m_b = masks[..., 1] [B, H, W]."""
-  return jnp.maximum(jnp.abs(1 - jnp.mean(masks[..., 1]) - lam) - margin, 0.0)
+def mask_loss(masks: jax.Array, lam: jax.Array, margin: float = 0.1, variance: bool = False) -> jax.Array:
+  """AutoMix's "L1" mask loss: max(|1 - mean(m_b) - lam| - margin, 0), m_b = masks[..., 1] [B, H, W].
+
+  variance: SAMix's "L1+Variance": also subtracts 2 Var(m_b), the variance over the batch and the pixels
+  together, which rewards masks far from a constant.
+  """
+  m_b = masks[..., 1]
+  loss = jnp.maximum(jnp.abs(1 - jnp.mean(m_b) - lam) - margin, 0.0)
+  return loss - 2 * jnp.mean((m_b - jnp.mean(m_b)) ** 2) if variance else loss

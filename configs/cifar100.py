@@ -18,6 +18,11 @@ of the last 10 epochs. Expected (docs/method.md#expected-numbers), 200 / 400 / 8
 RX50 84.40 / 84.05 / 84.22. The online classifier ends near 75% (its lr never goes below 0.05).
 AutoMix (`:automix`, docs/method.md#automix): alpha 2, lam_margin 0.08, mask loss 0.1, nearest masks, lr 0.1 -> 0.05;
 expected R18 80.12 / 81.78 / 82.04, RX50 82.84 / 83.32 / 83.64.
+SAMix (`:samix`, docs/method.md#samix; OpenMixup's `r18_l2_a2_bili_val_dp0_mul_x_cat_L1_var_01_mlr5e_2` and its
+800-epoch `..._lam_mul_k0_25_mask_adjust0_25_ep800`): AutoMix's settings with SAMix's Mix Block (lambda
+rescaling k 0.25, non-linear value, concatenated query and key), the L1+Variance mask loss, bilinear masks and
+mask_adjust 0.25 (0 for RX50, as its released config); expected R18 81.21 / 81.97 / 82.30, RX50 83.81 / 84.27
+/ 84.42.
 
 ERM and the static mixups: lr 0.1 cosine to 0, reported on the online network. Expected (OpenMixup
 benchmark, same protocol), 200 / 400 / 800 epochs: ERM 76.42 / 77.73 / 78.04; MixUp 78.52 / 79.34 / 79.12;
@@ -28,9 +33,9 @@ Add the DM loss with `--config.loss.dm.eta=0.1` (configs/cifar100_dm.py holds th
 settings).
 
 Variants (`configs/cifar100.py:VARIANT[,VARIANT...]`):
-  adautomix (default), automix (alpha 2, nearest masks), erm, mixup (alpha 1), cutmix (0.2), fmix (0.2),
-  resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2): the method, with
-  OpenMixup's benchmark alphas.
+  adautomix (default), automix (alpha 2, nearest masks), samix (alpha 2), erm, mixup (alpha 1), cutmix (0.2),
+  fmix (0.2), resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2): the method,
+  with OpenMixup's benchmark alphas.
   r18 (default), rx50: the backbone.
   e200, e400, e800 (default): epochs.
   smoke: 1 epoch on 1,000 training and 1,000 test images at width 16, to check a setup.
@@ -39,8 +44,8 @@ Variants (`configs/cifar100.py:VARIANT[,VARIANT...]`):
 from adamix_jax.config import base_config
 
 METHOD_ALPHA = {
-  "adautomix": 1.0, "automix": 2.0, "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "fmix": 0.2, "resizemix": 1.0,
-  "saliencymix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "manifoldmix": 2.0,
+  "adautomix": 1.0, "automix": 2.0, "samix": 2.0, "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "fmix": 0.2,
+  "resizemix": 1.0, "saliencymix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "manifoldmix": 2.0,
 }  # fmt: skip
 BACKBONES = {"r18": "cifar_resnet18", "rx50": "cifar_resnext50_32x4d"}
 LENGTHS = {"e200": 200, "e400": 400, "e800": 800}
@@ -72,8 +77,10 @@ def get_config(variants: str = "adautomix"):
     else:
       valid = ", ".join([*METHOD_ALPHA, *BACKBONES, *LENGTHS, "smoke"])
       raise ValueError(f"Unknown variant {variant!r} of configs/cifar100.py. Valid choices: {valid}.")
-  # AdAutoMix and AutoMix never anneal below 0.05 (A.7, section C); the others anneal to 0.
-  config.optimizer.min_lr = 0.05 if config.method in ("adautomix", "automix") else 0.0
+  # The learned mixups never anneal below 0.05 (A.7, section C); the others anneal to 0.
+  config.optimizer.min_lr = 0.05 if config.method in ("adautomix", "automix", "samix") else 0.0
   if config.method == "automix":  # Nearest x4 masks from stage 3 (OpenMixup's CIFAR AutoMix).
     config.generator.upsample_mode = "nearest"
+  if config.method == "samix" and config.model.name == BACKBONES["rx50"]:
+    config.samix.mask_adjust = 0.0  # OpenMixup's RX50 SAMix config; its R18 800-epoch one has 0.25.
   return config

@@ -11,8 +11,8 @@ Measured on a 2-core CPU: ERM 84.15% top-1 (online/one) with jax 0.10.2, 83.40% 
 3 minutes (README).
 
 Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
-  erm (default), mixup (alpha 1), cutmix (0.2), gridmix (0.2), smoothmix (0.2), automix, adautomix: the
-    method, with configs/cifar100.py's alphas, learning-rate floors and generator settings;
+  erm (default), mixup (alpha 1), cutmix (0.2), gridmix (0.2), smoothmix (0.2), automix, samix, adautomix:
+    the method, with configs/cifar100.py's alphas, learning-rate floors and generator settings;
   dm: adds the Decoupled Mixup loss with the method's official CIFAR ResNet-18 setting (mixup and cutmix;
     configs/cifar100_dm.py, which also sets alpha 0.2);
   e<N>: N epochs instead of 8 (e.g. e24);
@@ -21,7 +21,7 @@ Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
     2,000 training images, so that a transformer-era backbone trains end to end in minutes on a CPU:
     `configs/quickstart.py:adautomix,swin,e10` (README "The transformer backbones").
 
-AdAutoMix and AutoMix here have a faster EMA teacher than the paper's: momentum 0.99 -> 0.999 instead of
+AdAutoMix, AutoMix and SAMix here have a faster EMA teacher than the paper's: momentum 0.99 -> 0.999 instead of
 0.999 -> 0.999999, a named short-run deviation. The paper's schedule is made for 400,000 steps: its
 momentum is >= 0.999 throughout, an average over >= 1,000 steps, so after this run's 800 the teacher is
 still mostly its initial weights (reported ema/one about 37% while the online network is at 81%), and the
@@ -32,9 +32,10 @@ official schedule.
 from adamix_jax.config import base_config, official_dm_recipe
 
 METHOD_ALPHA = {
-  "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "automix": 2.0, "adautomix": 1.0
+  "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "automix": 2.0, "samix": 2.0,
+  "adautomix": 1.0,
 }  # fmt: skip
-LEARNED = ("automix", "adautomix")
+LEARNED = ("automix", "samix", "adautomix")
 SMALL_BACKBONES = {"swin": "swin_t", "convnext": "convnext_t"}
 
 

@@ -48,3 +48,21 @@ def test_benchmark_rejects_unknown_methods(capsys):
   with pytest.raises(SystemExit):
     benchmark.main(["--batch_size", "0"])
   assert "--batch_size must be positive, not 0." in capsys.readouterr().err
+
+
+def test_flop_count_is_taken_before_compilation_and_counts_the_convolutions():
+  """The lowered program's count: platform-independent (a GPU compilation hides convolutions in cuDNN calls),
+  equal to the compiled count on the CPU, and the analytic count of a convolution's forward and backward."""
+  import jax
+  import jax.numpy as jnp
+
+  def loss(kernel, images):
+    dims = ("NHWC", "HWIO", "NHWC")
+    return jnp.sum(jax.lax.conv_general_dilated(images, kernel, (1, 1), "SAME", dimension_numbers=dims) ** 2)
+
+  kernel, images = jnp.ones((3, 3, 16, 32)), jnp.ones((8, 32, 32, 16))
+  lowered = jax.jit(jax.value_and_grad(loss)).lower(kernel, images)
+  forward = 2 * 8 * 32 * 32 * 32 * 16 * 9 / 1e9  # Multiply-adds of the output.
+  gflops = benchmark._gflops(lowered)
+  assert 2 * forward * 0.9 < gflops < 2 * forward * 1.1  # Forward and the kernel's gradient.
+  assert gflops == pytest.approx(benchmark._gflops(lowered.compile()), rel=0.01)

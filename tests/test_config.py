@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
       "method",
       "mixupp",
       "Valid choices: adautomix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, gridmix, manifoldmix, "
-      "mixup, resizemix, saliencymix, smoothmix, transmix",
+      "mixup, resizemix, saliencymix, samix, smoothmix, transmix",
     ),
     ("mixup.gridmix_n_holes", (0, 6), r"gridmix_n_holes = \(0, 6\) must be a \(low, high\) pair with 1 <= low"),
     ("mixup.gridmix_cut_aspect_ratio", (2.0, 0.5), r"must be a \(low, high\) pair with 0 < low <= high"),
@@ -118,7 +118,7 @@ def test_config_variants():
     assert smoke.num_epochs == 1 and smoke.data.max_train_examples == 1000
     cutmix = cifar100.get_config("cutmix,e400")
     assert (cutmix.method, cutmix.mixup.alpha, cutmix.num_epochs) == ("cutmix", 0.2, 400)
-    with pytest.raises(ValueError, match="Valid choices: adautomix, automix, erm, mixup, cutmix"):
+    with pytest.raises(ValueError, match="Valid choices: adautomix, automix, samix, erm, mixup, cutmix"):
       cifar100.get_config("fast")
     import cifar100_dm
 
@@ -146,7 +146,7 @@ def test_config_variants():
     for bad in ("fast", "e0"):
       with pytest.raises(
         ValueError,
-        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, automix, adautomix, dm, swin, convnext",
+        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, automix, samix, adautomix, dm, swin, convnext",
       ):
         quickstart.get_config(bad)
     with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):

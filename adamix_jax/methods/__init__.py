@@ -8,6 +8,7 @@ from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
+from adamix_jax.methods.samix import SAMix
 from adamix_jax.methods.semisup import DMixMatch, FixMatch
 from adamix_jax.methods.static_mixup import (
   CutMix,
@@ -38,6 +39,7 @@ METHODS: dict[str, type[Method]] = {
     DeiTMixup,
     TransMix,
     AutoMix,
+    SAMix,
     AdAutoMix,
     FixMatch,
     DMixMatch,
@@ -58,6 +60,7 @@ __all__ = [
   "TransMix",
   "AdAutoMix",
   "AutoMix",
+  "SAMix",
   "DMixMatch",
   "FixMatch",
   "LearnedMixPlan",

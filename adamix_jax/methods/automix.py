@@ -73,18 +73,25 @@ class AutoMix(LearnedMixup):
     )
 
   def init_generator(self, generator, key, features):
-    return generator.init(key, features, jnp.float32(0.5))
+    return generator.init(key, features, jnp.float32(0.5), train=False)
 
   def generator_masks(self, generator, variables, features, lams):
-    return generator.apply(variables, features, lams[0]), None
+    if "batch_stats" not in variables:
+      return generator.apply(variables, features, lams[0]), None
+    masks, updates = generator.apply(variables, features, lams[0], mutable=["batch_stats"])
+    return masks, updates["batch_stats"]
+
+  def mask_loss(self, masks_mb: jax.Array, lam_mb: jax.Array) -> jax.Array:
+    """The weighted mask loss of the generator's masks [B, H, W, 2] ("L1")."""
+    options = self.options
+    return options.mask_loss * generators.mask_loss(masks_mb, lam_mb, options.mask_margin)
 
   def loss_with_plan(self, nets, params, state, batch, plan, rng=None):
-    options = self.options
     images, labels = batch["images"], batch["labels"]
     generated = self.generate(nets, params, state, images, plan, rng)
     mixed_logits_k = generated.mixed_teacher.logits["mix"]
     loss_mix_k = self.mixup_cross_entropy(mixed_logits_k, labels[plan.mb_perms], plan.mb_lams)
-    loss_mask = options.mask_loss * generators.mask_loss(generated.masks_mb, plan.mb_lams[0], options.mask_margin)
+    loss_mask = self.mask_loss(generated.masks_mb, plan.mb_lams[0])
 
     (clean, mixed), classifier_stats = classifier_passes(
       nets.classifier, params["classifier"], state.batch_stats["classifier"], images, generated.mixed_bb, rng=rng
@@ -101,4 +108,7 @@ class AutoMix(LearnedMixup):
       "loss_mask": loss_mask,
       "mask_std": mask_spatial_std(jax.lax.stop_gradient(generated.masks_mb)),
     }
-    return loss, ({"classifier": classifier_stats, "teacher": generated.teacher_stats}, metrics)
+    batch_stats = {"classifier": classifier_stats, "teacher": generated.teacher_stats}
+    if generated.generator_stats is not None:
+      batch_stats["generator"] = generated.generator_stats
+    return loss, (batch_stats, metrics)

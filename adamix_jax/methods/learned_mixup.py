@@ -1,4 +1,4 @@
-"""The skeleton AdAutoMix and AutoMix share: a mask generator that reads the EMA teacher's features.
+"""The skeleton AdAutoMix, AutoMix and SAMix share: a mask generator that reads the EMA teacher's features.
 
 One iteration of a learned mixup, on each device's shard (docs/method.md#learned-mixups-the-shared-iteration):
   1. a plan: the generator's tuple of permutations and weights ("mb") and the classifier's ("bb");
@@ -40,6 +40,7 @@ class LearnedMixPlan:
   bb_perms: jax.Array
   mb_lams: jax.Array
   bb_lams: jax.Array
+  adjust_bb: jax.Array | bool = False  # SAMix: rescale the classifier's masks this iteration (bool scalar).
 
 
 # (key, step, batch_size, num_mix) -> plan. The default draws from the key; tests inject recorded plans.
@@ -93,7 +94,7 @@ def classifier_passes(classifier, params, batch_stats, *batches: jax.Array, rng=
 
 
 class LearnedMixup(Method):
-  """Base of AdAutoMix and AutoMix. Subclasses define the generator, the plan and the loss terms.
+  """Base of AdAutoMix, AutoMix and SAMix. Subclasses define the generator, the plan and the loss terms.
 
   Args (constructor):
     options: the method's options (`Options`; they hold `generator`, the GeneratorOptions).
@@ -140,6 +141,11 @@ class LearnedMixup(Method):
 
     `variables` holds "batch_stats" only for a generator with BatchNorm; the stats returned are None otherwise.
     """
+
+  def adjust_classifier_masks(self, masks_bb: jax.Array, plan: LearnedMixPlan) -> jax.Array:
+    """The classifier's detached masks [B, H, W, N] before the margin rule; unchanged but for SAMix."""
+    del plan
+    return masks_bb
 
   def make_networks(self, classifier, image_shape) -> Networks:
     """Adds the generator, sized for the classifier's output at `generator.feature_stage`."""
@@ -192,8 +198,9 @@ class LearnedMixup(Method):
     masks_bb, generator_stats = self._masks(
       nets, params["generator"], generator_stats, features, plan.bb_perms, plan.bb_lams
     )
+    masks_bb = self.adjust_classifier_masks(jax.lax.stop_gradient(masks_bb), plan)
     vanilla = falls_back_to_vanilla(plan.bb_lams[0], self.lam_margin, plan.bb_perms.shape[0])
-    masks_bb = jnp.where(vanilla, jnp.broadcast_to(plan.bb_lams, masks_bb.shape), jax.lax.stop_gradient(masks_bb))
+    masks_bb = jnp.where(vanilla, jnp.broadcast_to(plan.bb_lams, masks_bb.shape), masks_bb)
     mixed, after_mixed = train_pass(
       nets.classifier, teacher_params, after_clean, mix(images, plan.mb_perms, masks_mb), rng=rng, index=1
     )

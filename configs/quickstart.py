@@ -24,7 +24,7 @@ Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
 AdAutoMix, AutoMix and SAMix here have a faster EMA teacher than the paper's: momentum 0.99 -> 0.999 instead of
 0.999 -> 0.999999, a named short-run deviation. The paper's schedule is made for 400,000 steps: its
 momentum is >= 0.999 throughout, an average over >= 1,000 steps, so after this run's 800 the teacher is
-still mostly its initial weights (reported ema/one about 37% while the online network is at 81%), and the
+still mostly its initial weights (reported ema/one 39% while the online network is at 81%), and the
 generator, which reads the teacher's features, mixes with a poor network. configs/cifar100.py keeps the
 official schedule.
 """

@@ -22,7 +22,13 @@ import jax.numpy as jnp
 
 from adamix_jax import generators
 from adamix_jax.methods.base import SupervisedOptions
-from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
+from adamix_jax.methods.learned_mixup import (
+  LearnedMixPlan,
+  LearnedMixup,
+  apply_generator,
+  classifier_passes,
+  updated_batch_stats,
+)
 from adamix_jax.mixing import mask_spatial_std, mix
 from adamix_jax.models.layers import replay_batch_norm_update
 from adamix_jax.options import at_least, one_of, option, positive, unit_interval
@@ -108,10 +114,8 @@ class AdAutoMix(LearnedMixup):
     return generator.init(key, features, lams, train=False)
 
   def generator_masks(self, generator, variables, features, lams):
-    if "batch_stats" not in variables:
-      return generator.apply(variables, features, lams)[1], None
-    (_, masks), updates = generator.apply(variables, features, lams, mutable=["batch_stats"])
-    return masks, updates["batch_stats"]
+    (_, masks), stats = apply_generator(generator, variables, features, lams)
+    return masks, stats
 
   def loss(self, nets, params, state, batch, rng):
     if not self.options.random_num:
@@ -167,9 +171,7 @@ class AdAutoMix(LearnedMixup):
     loss_generator = jnp.where(adversarial, -beta * loss_mix_k + (1 - beta) * cosine_term, loss_mix_k)
     loss = loss_classifier + loss_generator
 
-    batch_stats = {"classifier": classifier_stats, "teacher": teacher_stats}
-    if generated.generator_stats is not None:
-      batch_stats["generator"] = generated.generator_stats
+    batch_stats = updated_batch_stats(classifier_stats, teacher_stats, generated.generator_stats)
     metrics.update(
       loss=loss,
       accuracy=jnp.mean(jnp.argmax(logits[0]["one"], -1) == labels),

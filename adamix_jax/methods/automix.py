@@ -15,7 +15,13 @@ import jax.numpy as jnp
 
 from adamix_jax import generators
 from adamix_jax.methods.base import SupervisedOptions
-from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup, classifier_passes
+from adamix_jax.methods.learned_mixup import (
+  LearnedMixPlan,
+  LearnedMixup,
+  apply_generator,
+  classifier_passes,
+  updated_batch_stats,
+)
 from adamix_jax.mixing import mask_spatial_std
 from adamix_jax.options import non_negative, option, positive, unit_interval
 
@@ -76,10 +82,7 @@ class AutoMix(LearnedMixup):
     return generator.init(key, features, jnp.float32(0.5), train=False)
 
   def generator_masks(self, generator, variables, features, lams):
-    if "batch_stats" not in variables:
-      return generator.apply(variables, features, lams[0]), None
-    masks, updates = generator.apply(variables, features, lams[0], mutable=["batch_stats"])
-    return masks, updates["batch_stats"]
+    return apply_generator(generator, variables, features, lams[0])
 
   def mask_loss(self, masks_mb: jax.Array, lam_mb: jax.Array) -> jax.Array:
     """The weighted mask loss of the generator's masks [B, H, W, 2] ("L1")."""
@@ -108,7 +111,5 @@ class AutoMix(LearnedMixup):
       "loss_mask": loss_mask,
       "mask_std": mask_spatial_std(jax.lax.stop_gradient(generated.masks_mb)),
     }
-    batch_stats = {"classifier": classifier_stats, "teacher": generated.teacher_stats}
-    if generated.generator_stats is not None:
-      batch_stats["generator"] = generated.generator_stats
+    batch_stats = updated_batch_stats(classifier_stats, generated.teacher_stats, generated.generator_stats)
     return loss, (batch_stats, metrics)

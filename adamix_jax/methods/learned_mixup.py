@@ -70,6 +70,22 @@ class GeneratedMix:
   generator_stats: Any
 
 
+def apply_generator(generator: nn.Module, variables: dict, *inputs) -> tuple[Any, Any]:
+  """(`generator.apply(variables, *inputs)`, its updated BN statistics, or None for a generator without BN)."""
+  if "batch_stats" not in variables:
+    return generator.apply(variables, *inputs), None
+  output, updates = generator.apply(variables, *inputs, mutable=["batch_stats"])
+  return output, updates["batch_stats"]
+
+
+def updated_batch_stats(classifier_stats, teacher_stats, generator_stats) -> dict:
+  """A learned mixup's `batch_stats` after an iteration (a "generator" entry only for a generator with BN)."""
+  batch_stats = {"classifier": classifier_stats, "teacher": teacher_stats}
+  if generator_stats is not None:
+    batch_stats["generator"] = generator_stats
+  return batch_stats
+
+
 def falls_back_to_vanilla(lam: jax.Array, margin: float, num_mix: int) -> jax.Array:
   """Whether the classifier's batch uses constant masks: its first weight `lam` is within `margin` of 0 or 1.
 

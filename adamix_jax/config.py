@@ -7,6 +7,9 @@ Each part of a run reads its own section into a typed options object that checks
 `adamix_jax.validation.validate` asks every part before anything is compiled.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 __all__ = [
@@ -17,6 +20,7 @@ __all__ = [
   "RUNTIME_PREFIXES",
   "OFFICIAL_DM",
   "base_config",
+  "from_file",
   "cutout_config",
   "free_on_resume",
   "from_saved",
@@ -216,7 +220,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint.every_steps = 0  # Also save every N steps inside an epoch (0: at epoch ends only).
   config.checkpoint.asynchronous = True
 
-  config.resume = ml_collections.ConfigDict()  # docs: README "Resuming with other settings".
+  config.resume = ml_collections.ConfigDict()  # docs/workdir.md#resuming-with-other-settings
   # Keys whose change the resumed run accepts on purpose, comma-separated (e.g. "batch_size,optimizer.lr"):
   # they apply from the saved step on, recorded in WORKDIR/config_changes.jsonl. Other changes are refused.
   config.resume.accept_changes = ""
@@ -227,6 +231,26 @@ def base_config() -> ml_collections.ConfigDict:
   config.log.images_every_steps = 1000  # TensorBoard pictures of fixed mixed samples and masks (0: never).
   config.log.image_count = 8  # Samples in those pictures (the first test images).
   return config
+
+
+def from_file(spec: str) -> ml_collections.ConfigDict:
+  """A config file's config, as `--config FILE.py[:VARIANT]` gives it to the command line (for notebooks).
+
+      config = from_file("configs/quickstart.py:adautomix,e16")
+
+  Raises:
+    ConfigError: the file does not exist, or has no `get_config`.
+  """
+  path, _, variant = spec.partition(".py:")
+  path = path if path.endswith(".py") else path + ".py"
+  if not os.path.isfile(path):
+    raise ConfigError(f"No config file {path} (from {os.getcwd()}); give a path like configs/quickstart.py:VARIANT.")
+  module_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path} has no get_config(); a config file defines one that returns the config.")
+  return module.get_config(variant) if variant else module.get_config()
 
 
 def from_saved(saved: dict) -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""Common corruptions: the released CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C sets, and a generated set.
+"""Common corruptions: the released CIFAR-10-C / CIFAR-100-C / Tiny-ImageNet-C sets, and a generated set::
 
     sets = open_corruptions(config, info, corruption_dir="/data/CIFAR-100-C")
     for name in sets.names:

@@ -1,11 +1,13 @@
 """Multi-host start-up: `jax.distributed.initialize()` when the config or the environment asks for it.
 
 The same command runs on every host of a TPU pod slice or a GPU cluster. `config.distributed.mode`:
-  "auto" (default): initialise on a multi-host Cloud TPU VM (TPU_WORKER_HOSTNAMES lists several hosts), in a
-      SLURM job of several tasks, or when a coordinator is given (the config or JAX_COORDINATOR_ADDRESS);
-      never on a plain single machine.
-  "on": always initialise (JAX then auto-detects the cluster or reads the explicit settings).
-  "off": never.
+
+  - "auto" (default): initialise on a multi-host Cloud TPU VM (TPU_WORKER_HOSTNAMES lists several hosts),
+    in a SLURM job of several tasks, or when a coordinator is given (the config or JAX_COORDINATOR_ADDRESS);
+    never on a plain single machine.
+  - "on": always initialise (JAX then auto-detects the cluster or reads the explicit settings).
+  - "off": never.
+
 On CPU (tests, debugging) the collectives across processes go through gloo.
 """
 

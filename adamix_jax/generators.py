@@ -204,7 +204,7 @@ class MixBlock(nn.Module):
 
 
 def mask_loss(masks: jax.Array, lam: jax.Array, margin: float = 0.1, variance: bool = False) -> jax.Array:
-  """AutoMix's "L1" mask loss: max(|1 - mean(m_b) - lam| - margin, 0), m_b = masks[..., 1] [B, H, W].
+  """AutoMix's "L1" mask loss: `max(|1 - mean(m_b) - lam| - margin, 0)`, m_b = masks[..., 1] [B, H, W].
 
   variance: SAMix's "L1+Variance": also subtracts 2 Var(m_b), the variance over the batch and the pixels
   together, which rewards masks far from a constant.

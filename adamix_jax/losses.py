@@ -165,8 +165,10 @@ def decoupled_mixup_loss(
   """Decoupled Mixup: mixup cross-entropy plus the decoupled regulariser (docs/method.md#decoupled-mixup).
 
   Per example with p = softmax(z), sources i with classes y_i and weights lam_i, and S the example's set
-  of mixed classes:
+  of mixed classes::
+
     L = -sum_i lam_i log p_{y_i} + sum_i eta_i (-log e^{z_{y_i}} / (e^{z_{y_i}} + sum_{c not in S} e^{z_c})).
+
   For two sources a, b the regulariser's terms are -log p_a / (1 - p_b) and -log p_b / (1 - p_a). Its
   targets are hard 1s. eta_i = eta * u_i**|lam_power| of the selected weights u: mode "both" keeps every
   lam_i; for two sources "less" keeps only the minority source (lam_a < threshold ? a : b) and "more" only

@@ -1,5 +1,5 @@
 """Typed, frozen options: each part of a run (a method, the model, the optimiser, the data) reads its own
-section of the config into one of these, once, and it checks itself.
+section of the config into one of these, once, and it checks itself::
 
     @dataclasses.dataclass(frozen=True)
     class DecoupledMixupOptions(Options):

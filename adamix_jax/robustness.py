@@ -60,7 +60,7 @@ def calibration_counts(
 def calibration_report(counts: dict[str, np.ndarray]) -> dict:
   """ECE (%), NLL, Brier score and the reliability diagram's bins from summed `calibration_counts`.
 
-  ECE = sum_k n_k / N |accuracy_k - confidence_k|, over the non-empty bins. The Brier score is the
+  ECE = sum_k n_k / N `|accuracy_k - confidence_k|`, over the non-empty bins. The Brier score is the
   multi-class one: the mean over examples of sum_c (p_c - [c = y])^2 (0 best, 2 worst).
   """
   counts = {key: np.asarray(value, np.float64) for key, value in counts.items()}

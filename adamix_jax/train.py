@@ -372,8 +372,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Raises:
     ConfigError: the config cannot work (raised before anything is compiled).
     WorkdirError: the workdir cannot be written, another trainer holds it, or it holds another run.
-    data.DataNotPreparedError: the dataset is missing and cannot be downloaded now.
-    data.LabeledSubsetError: the labeled subset cannot be built (too many labels, a bad index file).
+    adamix_jax.data.splits.DataNotPreparedError: the dataset is missing and cannot be downloaded now.
+    adamix_jax.data.labeled_subset.LabeledSubsetError: the labeled subset cannot be built (too many labels,
+      a bad index file).
     CheckpointError: no checkpoint can be read, or the disk is full.
     NonFiniteLossError: the loss became NaN/inf; the checkpoints written before are intact.
     Interrupted: SIGTERM/SIGINT; the state was saved first.

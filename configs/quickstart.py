@@ -19,7 +19,7 @@ Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
   swin, convnext: a small Swin-T (width 24, 4x4 windows) or ConvNeXt-T (width 24) instead of the ResNet,
     on 32x32 inputs (random-resized crops of the 28x28 images, scale 0.35-1, with flips) and the first
     2,000 training images, so that a transformer-era backbone trains end to end in minutes on a CPU:
-    `configs/quickstart.py:adautomix,swin,e10` (README "The transformer backbones").
+    `configs/quickstart.py:adautomix,swin,e10` (docs/training.md, "On a CPU in minutes").
 
 AdAutoMix, AutoMix and SAMix here have a faster EMA teacher than the paper's: momentum 0.99 -> 0.999 instead of
 0.999 -> 0.999999, a named short-run deviation. The paper's schedule is made for 400,000 steps: its

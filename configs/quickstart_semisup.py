@@ -17,7 +17,7 @@ at a CPU's scale; what differs, and why:
   - a pseudo-label confidence of 0.8 instead of 0.95: at 0.95 this short run's teacher keeps under 1% of
     the pseudo-labels by step 260 (the FixMatch term is then almost nothing); at 0.8 it keeps a third of
     them by step 340, all right (`mask_rate`, `kept_pseudo_label_accuracy` in metrics.jsonl).
-The numbers each variant reaches (3 seeds) are in the README's semi-supervised section.
+The numbers each variant reaches (3 seeds) are in docs/semisupervised.md.
 """
 
 from adamix_jax.config import base_config

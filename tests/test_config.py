@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from adamix_jax.config import ConfigError, base_config
+from adamix_jax.config import ConfigError, base_config, from_file
 from adamix_jax.validation import validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,3 +182,15 @@ def test_cli_fails_fast_when_cifar100_is_not_prepared_offline(tmp_path):
     and "python -m adamix_jax.data.prepare cifar100" in result.stderr
   )
   assert seconds < 20  # Imports included; the check itself takes well under a second (test_data).
+
+
+def test_from_file_reads_a_config_file_as_the_command_line_does(tmp_path):
+  quickstart = os.path.join(REPO, "configs", "quickstart.py")
+  default, variant = from_file(quickstart), from_file(quickstart + ":cutmix,dm,e16")
+  assert default.method == "erm" and default.num_epochs == 8
+  assert (variant.method, variant.loss.dm.eta, variant.num_epochs) == ("cutmix", 0.1, 16)
+  with pytest.raises(ConfigError, match="No config file .*nowhere.py"):
+    from_file(str(tmp_path / "nowhere.py:erm"))
+  (tmp_path / "empty.py").write_text("x = 1\n")
+  with pytest.raises(ConfigError, match="has no get_config"):
+    from_file(str(tmp_path / "empty.py"))

@@ -12,14 +12,16 @@ class DatasetSpec:
   Attributes:
     name: the tfds builder name (and version, if pinned), or the folder's name under the data directory
       ("" for the generic `image_folder`, whose root is data.data_dir itself).
-    mean, std: per-channel normalisation of images scaled to [0, 1]; () when computed from the training
-      split (`image_folder`, arrays given without them).
+    mean: per-channel mean of images scaled to [0, 1]; () when computed from the training split
+      (`image_folder`, arrays given without them).
+    std: per-channel standard deviation, likewise.
     source: "tfds" (prepared tensorflow-datasets, read as ArrayRecord), "image_folder"
       (ROOT/<split>/<class>/<image>, see data.image_folder), "embedded" (ships in the package) or "arrays"
       (numpy arrays registered from Python, `data.register_arrays`).
     image_size: side of every image when all have the same square size; 0 when sizes vary (the config's
       data.image_size then sets the crop) or are found when the data is read (folders, arrays).
-    train_split, eval_split: split names (tfds splits or sub-folders).
+    train_split: the training split's name (a tfds split or a sub-folder).
+    eval_split: the evaluation split's name.
     prepare_hint: how to prepare it on a machine without internet; DIR stands for the data directory.
   """
 

@@ -54,12 +54,12 @@ class DataOptions(Options):
 
   @property
   def input_size(self) -> int:
-    """The side of the model's square input: image_size, or the dataset's own (0: known once it is read)."""
+    """The side of the model's square input (image_size, or the dataset's own; 0 until the data is read)."""
     return self.image_size or self.spec.image_size
 
   @property
   def worker_count(self) -> int:
-    """Host threads for decoding and augmentation: `workers`, or one per CPU core (at most MAX_WORKERS)."""
+    """Host threads for decoding and augmentation (`workers`, or one per CPU core, at most MAX_WORKERS)."""
     return self.workers or min(MAX_WORKERS, os.cpu_count() or 1)
 
   def splits(self, spec: DatasetSpec) -> tuple[str, str]:

@@ -32,8 +32,10 @@ class DataInfo:
   Attributes:
     num_classes: classes of the label feature.
     image_shape: (H, W, C) of one image as the model sees it.
-    num_train, num_eval: examples in the (possibly truncated) train and evaluation splits, all processes.
-    mean, std: per-channel normalisation of images in [0, 1].
+    num_train: examples in the (possibly truncated) training split, all processes.
+    num_eval: examples in the evaluation split, all processes.
+    mean: per-channel mean of images in [0, 1].
+    std: per-channel standard deviation of images in [0, 1].
     class_names: the name of each label, where the dataset has them (pictures); () otherwise.
   """
 

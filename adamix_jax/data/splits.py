@@ -121,7 +121,8 @@ class Dataset:
     class_names: the name of every class, in label order.
     channels: 1 (grey) or 3 (RGB).
     image_size: the side of every image when all are one square size; 0 otherwise.
-    mean, std: per-channel normalisation (the dataset's, the config's, or computed from the training split).
+    mean: per-channel mean (the dataset's, the config's, or computed from the training split).
+    std: per-channel standard deviation, likewise.
     open_split: split name -> the whole split.
     num_examples: split name -> its size (read without opening the split).
   """

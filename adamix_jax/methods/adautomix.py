@@ -2,6 +2,7 @@
 
 Per iteration, on each device's shard, after the learned-mixup skeleton (`LearnedMixup.generate`: plan,
 clean teacher pass, masks, the teacher on the generator's mixed batch):
+
   - the generator's loss: the teacher's mixup cross-entropy L_mixk of the generator's batch and the
     cosine similarity S of its logits to the clean ones; L_G = -beta L_mixk + (1 - beta) S on
     adversarial steps (step % adversarial_period == 0), L_mixk on the others;

@@ -3,8 +3,10 @@
 Per iteration, on each device's shard, after the learned-mixup skeleton (`LearnedMixup.generate`): two
 independent permutations, pi_bb for the classifier and pi_mb for the Mix Block, and two independent
 lambdas ~ Beta(alpha, alpha), lambda_mb and lambda_bb; the classifier's batch falls back to vanilla mixup
-when lambda_bb is within `automix.lam_margin` of 0 or 1. The loss is
+when lambda_bb is within `automix.lam_margin` of 0 or 1. The loss is::
+
   CE(head_one(x)) + mixup CE(head_mix(x_bb)) + mixup CE(teacher head_mix(x_mb)) + w * mask_loss,
+
 always cooperative, with no cosine term; gradients reach the Mix Block only through the frozen teacher.
 """
 

@@ -41,12 +41,12 @@ class Method(abc.ABC):
   Attributes:
     name: the `config.method` that selects it.
     head_names: the classifier heads the method trains (and evaluation reports).
-    reported: the "<online|ema>/<head>" whose median top-1 is the paper's number for this method.
+    reported: the `"<online|ema>/<head>"` whose median top-1 is the paper's number for this method.
     has_teacher: the loss runs an EMA teacher (which then always exists and keeps its own BatchNorm
       statistics); methods without one keep an EMA network only with `config.ema.track`.
     semi_supervised: the method learns from a labeled subset and an unlabeled stream (weak and strong views).
     accepts_dm: the method's mixup loss can be Decoupled Mixup (`config.loss.dm.eta > 0`).
-    backbones: the `config.model.name`s the method can run on (None: any).
+    backbones: the backbones (`config.model.name`) the method can run on (None: any).
     Options: the options class of the method: every config value its loss reads.
     options: this method's options.
     total_steps: the run's training iterations (0 where not known).

@@ -1,11 +1,13 @@
 """The skeleton AdAutoMix, AutoMix and SAMix share: a mask generator that reads the EMA teacher's features.
 
 One iteration of a learned mixup, on each device's shard (docs/method.md#learned-mixups-the-shared-iteration):
+
   1. a plan: the generator's tuple of permutations and weights ("mb") and the classifier's ("bb");
   2. the teacher's train-mode pass on the clean batch gives the stage features the generator reads;
   3. the generator makes masks for both tuples; the classifier's are detached and replaced by constant
      masks (vanilla mixup) when its first weight is within the lam_margin of 0 or 1;
   4. the frozen teacher's pass on the generator's mixed batch (the generator's gradient flows through it).
+
 The methods differ in the generator, the plan, the loss terms built on these pieces and the margin rule.
 """
 
@@ -33,7 +35,8 @@ class LearnedMixPlan:
   Attributes:
     mb_perms: int [N, B], the generator's tuple: its mixed sample b combines images mb_perms[:, b].
     bb_perms: int [N, B], the classifier's tuple.
-    mb_lams, bb_lams: float32 [N], each source's weight in the labels (summing to 1).
+    mb_lams: float32 [N], each source's weight in the generator's labels (summing to 1).
+    bb_lams: float32 [N], the same for the classifier's.
   """
 
   mb_perms: jax.Array
@@ -112,7 +115,7 @@ def classifier_passes(classifier, params, batch_stats, *batches: jax.Array, rng=
 class LearnedMixup(Method):
   """Base of AdAutoMix, AutoMix and SAMix. Subclasses define the generator, the plan and the loss terms.
 
-  Args (constructor):
+  Args:
     options: the method's options (`Options`; they hold `generator`, the GeneratorOptions).
     plan_sampler: draws the plan of each iteration (default: the method's own `default_plan`). Tests pass
       recorded plans here.

@@ -36,7 +36,7 @@ class Init:
 
   @property
   def residual_bn_scale(self):
-    """Scale of the last BN in a residual branch: 0 (`zero_init_residual`) or 1."""
+    """Scale of the last BN in a residual branch (0 with `zero_init_residual`, else 1)."""
     return nn.initializers.zeros if self.name == "official" else nn.initializers.ones
 
 

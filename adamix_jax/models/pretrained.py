@@ -1,7 +1,7 @@
 """ImageNet-pretrained backbones from torchvision weights, for the fine-grained settings
 (docs/method.md#recipes-and-expected-numbers).
 
-Nothing is downloaded: convert a torchvision checkpoint once, where PyTorch is installed,
+Nothing is downloaded: convert a torchvision checkpoint once, where PyTorch is installed::
 
     python -c "import numpy as np, torch; sd = torch.load('resnet18-f37072fd.pth');
                np.savez('resnet18.npz', **{k: v.numpy() for k, v in sd.items()})"

@@ -80,7 +80,8 @@ class ResNet(nn.Module):
     stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
     stem: "cifar" (3x3 conv, stride 1, no max-pool) or "imagenet" (7x7 stride 2 + 3x3 max-pool).
     width: channels of the stem and of the first stage's `planes` (64 in the published networks).
-    groups, width_per_group: ResNeXt cardinality and group width (1 and 64 for plain ResNet).
+    groups: ResNeXt cardinality (1 for plain ResNet).
+    width_per_group: ResNeXt group width (64 for plain ResNet).
   """
 
   block: Any

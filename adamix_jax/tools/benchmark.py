@@ -162,7 +162,7 @@ def _memory(compiled) -> dict[str, float | None]:
 
 
 @dataclasses.dataclass
-class _Candidate:
+class Candidate:
   """One method's compiled step, its state and its pre-loaded batches, while the benchmark times it."""
 
   config: object
@@ -188,7 +188,7 @@ class _Candidate:
     self.loss = float(host_value(metrics["loss"]))
 
 
-def compile_step(config, preset: Preset) -> _Candidate:
+def compile_step(config, preset: Preset) -> Candidate:
   """Builds one method's real training step, compiles it (timed) and runs its warm-up steps."""
   mesh = make_mesh(config.num_devices)
   validation.validate(config, mesh.size)
@@ -205,12 +205,12 @@ def compile_step(config, preset: Preset) -> _Candidate:
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   memory = _memory(compiled)
-  candidate = _Candidate(config, compiled, _gflops(lowered), state, batches, mesh, pipeline, compile_s, memory)
+  candidate = Candidate(config, compiled, _gflops(lowered), state, batches, mesh, pipeline, compile_s, memory)
   candidate.run(preset.warmup_steps, timed=False)
   return candidate
 
 
-def time_steps(configs: dict, preset: Preset) -> tuple[dict[str, dict], dict[str, _Candidate]]:
+def time_steps(configs: dict, preset: Preset) -> tuple[dict[str, dict], dict[str, Candidate]]:
   """Compiles every method's step, then times them in turn over `preset.rounds` rounds.
 
   Returns:
@@ -253,7 +253,7 @@ def pipeline_throughput(config, preset: Preset) -> float:
   return batches * config.batch_size / (time.perf_counter() - start)
 
 
-def data_wait_fraction(candidate: _Candidate, loop_steps: int) -> dict[str, float]:
+def data_wait_fraction(candidate: Candidate, loop_steps: int) -> dict[str, float]:
   """The share of the training loop spent waiting for the next batch, in train.py's dispatch order."""
   state, compiled, mesh, pipeline = candidate.state, candidate.compiled, candidate.mesh, candidate.pipeline
   waited, dispatched, pending = 0.0, 0, None

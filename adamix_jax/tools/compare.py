@@ -1,4 +1,4 @@
-"""Finished runs side by side: one table of mean ± std over seeds, and a plot of the evaluation curves.
+"""Finished runs side by side: one table of mean ± std over seeds, and a plot of the evaluation curves::
 
     python -m adamix_jax.tools.compare runs/semisup/* --plot docs/semisup.png
     python -m adamix_jax.tools.compare runs/compare/*/ --heads ema/one,online/one   # every head's last top-1 too

@@ -1,4 +1,4 @@
-"""Robustness and calibration of a trained run: `python -m adamix_jax.tools.evaluate --workdir runs/c100`.
+"""Robustness and calibration of a trained run: `python -m adamix_jax.tools.evaluate --workdir runs/c100`::
 
     python -m adamix_jax.tools.evaluate --workdir WORKDIR [--suite calibration,fgsm,occlusion,corruption]
         [--head ema/one] [--fgsm_eps 0.0313725] [--fgsm_space pixel|normalized] [--pgd_steps 10]
@@ -6,6 +6,7 @@
         [--corruption_dir DIR] [--corruption_baseline BASELINE_WORKDIR] [--step N]
 
 On the run's test split, with the checkpoint's network and head (default: the run's reported head):
+
   - calibration: top-1, ECE (15 equal-width bins, %), NLL, Brier score and a reliability diagram;
   - fgsm: top-1 under one FGSM step of eps = 8/255 in pixel space (the [0, 1] image moves, is clipped to
     [0, 1], then normalised); `--fgsm_space normalized` moves the normalised tensor instead, as the
@@ -18,6 +19,7 @@ On the run's test split, with the checkpoint's network and head (default: the ru
     mCE against another run's report with --corruption_baseline.
   - pgd (asked for by name): top-1 under PGD-k in pixel space (random start, k = --pgd_steps signed steps of
     eps / 4, each projected onto the eps-ball and [0, 1]).
+
 The default suite is the first four, the corruptions left out for a dataset with a released set and no
 --corruption_dir. Writes WORKDIR/robustness/{robustness.json, robustness.md, reliability.png,
 occlusion.png, corruption.png} and TensorBoard scalars (WORKDIR/robustness/tensorboard). The checkpoints

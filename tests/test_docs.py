@@ -47,3 +47,18 @@ def test_method_reference_math_is_delimited_for_github():
     display = paragraph.count("$$")
     assert display % 2 == 0, paragraph[:80]
     assert (paragraph.count("$") - 2 * display) % 2 == 0, paragraph[:80]
+
+
+def test_every_link_of_the_readme_points_at_a_file_and_a_section_of_it():
+  """The README is read on GitHub, outside the documentation build that checks the guides' links."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]+))?\)", f.read())
+  local = [(path, anchor) for path, anchor in links if "://" not in path]
+  assert len(local) >= 10
+  for path, anchor in local:
+    target = os.path.join(ROOT, path)
+    assert os.path.exists(target), f"the README links to {path}, which does not exist"
+    if anchor:
+      with open(target) as f:
+        anchors = {_anchor(line.lstrip("#")) for line in f if line.startswith("#")}
+      assert anchor in anchors, f"the README links to {path}#{anchor}: no such section"

@@ -1,0 +1,86 @@
+"""PuzzleMix's mixing against the reference itself: OpenMixup's `puzzlemix` run with PyTorch and GCO's graph cut
+(tests/golden/make_puzzlemix.py made tests/golden/puzzlemix.npz), and GCO's alpha-beta swap on random grids."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from adamix_jax import graph_cut
+from adamix_jax import puzzlemix as puzzle
+
+GOLDEN = np.load(os.path.join(os.path.dirname(__file__), "golden", "puzzlemix.npz"))
+CASES = sorted({key.split(".")[0] for key in GOLDEN.files if key.startswith("case")})
+SWAPS = sorted({key.split(".")[0] for key in GOLDEN.files if key.startswith("swap")})
+# The statistics the reference denormalises with below 64 pixels (CIFAR-10's), whatever the dataset.
+CIFAR10_MEAN, CIFAR10_STD = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2023, 0.1994, 0.2010])
+
+
+def _case(name):
+  return {key.split(".", 1)[1]: GOLDEN[key] for key in GOLDEN.files if key.startswith(name + ".")}
+
+
+def test_the_golden_file_covers_every_block_count_and_both_label_counts():
+  cases = [_case(name) for name in CASES]
+  assert {int(c["block_num"]) for c in cases} == {2, 4, 8} and {int(c["n_labels"]) for c in cases} == {2, 3}
+  assert len(SWAPS) == 36
+  # The masks are not trivial: partial masks of several values.
+  assert len(np.unique(np.concatenate([c["block_masks"].ravel() for c in cases]))) == 3
+
+
+@pytest.mark.parametrize("name", SWAPS)
+def test_swap_labelling_equals_gco(name):
+  case = _case(name)
+  labels = graph_cut.swap_labelling(
+    jnp.asarray(case["unary"], jnp.float32),
+    jnp.asarray(case["cost_v"], jnp.float32),
+    jnp.asarray(case["cost_h"], jnp.float32),
+    jnp.asarray(case["label_cost"]),
+  )
+  np.testing.assert_array_equal(np.asarray(labels), case["labels"])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_masks_plans_and_mixed_images_equal_the_reference(name):
+  case = _case(name)
+  images = jnp.asarray(case["images"].transpose(0, 2, 3, 1))
+  saliency, permutation = jnp.asarray(case["saliency"]), jnp.asarray(case["perm"])
+  blocks, options = int(case["block_num"]), puzzle.PuzzleOptions(n_labels=int(case["n_labels"]))
+  pixels = (images * CIFAR10_STD + CIFAR10_MEAN).astype(jnp.float32)
+
+  mask = jax.jit(puzzle.block_mask, static_argnums=(4, 5))(
+    saliency, pixels, permutation, jnp.float32(case["lam"]), blocks, options
+  )
+  np.testing.assert_array_equal(np.asarray(mask), case["block_masks"])
+
+  unary = puzzle.unary(saliency, blocks)
+  own_plan = puzzle.transport_plan(mask, unary, options.transport_eps)
+  partner_plan = puzzle.transport_plan(1 - mask, unary[permutation], options.transport_eps)
+  np.testing.assert_array_equal(np.asarray(own_plan), case["plan1"])
+  np.testing.assert_array_equal(np.asarray(partner_plan), case["plan2"])
+
+  size = images.shape[1] // blocks
+  weight = jnp.repeat(jnp.repeat(mask, size, 1), size, 2)[..., None]
+  own = puzzle.transport(images, own_plan, blocks)
+  partner = puzzle.transport(images[permutation], partner_plan, blocks)
+  mixed = weight * own + (1 - weight) * partner
+  np.testing.assert_allclose(np.asarray(mixed).transpose(0, 3, 1, 2), case["mixed"], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(weight.mean((1, 2, 3))), case["lams"], rtol=1e-6)
+
+
+def test_the_swap_labelling_is_a_local_minimum_of_every_swap():
+  """No single swap move lowers the energy of the result (what the algorithm guarantees), on fresh grids."""
+  rng = np.random.default_rng(7)
+  label_cost = jnp.array([[0.0, 0.25, 1.0], [0.25, 0.0, 0.25], [1.0, 0.25, 0.0]])
+  for _ in range(5):
+    unary = jnp.asarray(rng.integers(0, 500, (4, 4, 3)), jnp.float32)
+    weight_v, weight_h = (jnp.asarray(rng.integers(0, 300, shape), jnp.float32) for shape in ((3, 4), (4, 3)))
+    labels = graph_cut.swap_labelling(unary, weight_v, weight_h, label_cost)
+    best = graph_cut.energy(labels, unary, weight_v, weight_h, label_cost)
+    # Every labelling one node away (a special case of a swap move) costs at least as much.
+    for node in range(16):
+      for label in range(3):
+        other = labels.reshape(-1).at[node].set(label).reshape(4, 4)
+        assert graph_cut.energy(other, unary, weight_v, weight_h, label_cost) >= best - 1e-3

@@ -150,6 +150,18 @@ def base_config() -> ml_collections.ConfigDict:
   config.mixup.gridmix_cut_aspect_ratio = (0.5, 2.0)
   config.mixup.smoothmix_lam = "reference"  # SmoothMix label weights: "reference" (OpenMixup's) or "area".
 
+  # docs/method.md#puzzlemix: PuzzleMix's graph-cut masks and transport (OpenMixup's CIFAR settings).
+  config.puzzlemix = ml_collections.ConfigDict()
+  config.puzzlemix.blocks = (2, 4, 8)  # Blocks per side of the mask, one drawn per step.
+  config.puzzlemix.beta = 1.2  # Label smoothness (divided by blocks x 16).
+  config.puzzlemix.gamma = 0.5  # Data smoothness.
+  config.puzzlemix.eta = 0.2  # Prior of the mask's mean around lambda.
+  config.puzzlemix.neigh_size = 4  # Pixel neighbourhoods compared across block borders.
+  config.puzzlemix.n_labels = 3  # Mask values {0, 0.5, 1}; 2: binary.
+  config.puzzlemix.transport = True  # Move salient blocks under the mask (optimal transport).
+  config.puzzlemix.transport_eps = 0.8  # Weight of the distance moved.
+  config.puzzlemix.pixel_std = ()  # () : the reference's CIFAR-10 / ImageNet std (colour); else per channel.
+
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0  # eps: targets (1 - eps) * target + eps / C (supervised methods).
   config.loss.dm = ml_collections.ConfigDict()  # docs/method.md#decoupled-mixup; eta = 0 turns it off.

@@ -36,7 +36,8 @@ def _max_flow_source_side(capacity: jax.Array) -> jax.Array:
   flow = jnp.zeros_like(capacity).at[source].set(capacity[source])
   flow = flow.at[:, source].set(-capacity[source])
   excess = capacity[source].at[source].set(0.0)
-  height = jnp.zeros(size, jnp.int32).at[source].set(size)
+  # Built from the inputs (full_like), the loop's carries vary over the devices as they do inside shard_map.
+  height = jnp.full_like(capacity[0], 0, dtype=jnp.int32).at[source].set(size)
   inner = jnp.arange(size) < source
 
   def active(height, excess):
@@ -62,7 +63,7 @@ def _max_flow_source_side(capacity: jax.Array) -> jax.Array:
   flow, _, _ = jax.lax.while_loop(lambda c: jnp.any(active(c[2], c[1])), step, (flow, excess, height))
   # The nodes that reach t through residual edges are the sink side; every other node is the source side.
   residual = (capacity - flow) > tolerance
-  reaches = jnp.zeros(size, bool).at[sink].set(True)
+  reaches = jnp.zeros_like(capacity[0], dtype=bool).at[sink].set(True)
   reaches = jax.lax.fori_loop(0, size, lambda _, r: r | jnp.any(residual & r[None, :], axis=1), reaches)
   return ~reaches[:source]
 
@@ -133,8 +134,7 @@ def swap_labelling(
       new = _swap(new, flat_unary, adjacency, label_cost, a, b)
     return new, jnp.any(new != labels), rounds + 1
 
-  start = jnp.zeros(rows * cols, jnp.int32)
-  labels, _, _ = jax.lax.while_loop(
-    lambda c: c[1] & (c[2] < max_rounds), one_round, (start, jnp.array(True), jnp.array(0))
-  )
+  start = jnp.full_like(flat_unary[:, 0], 0, dtype=jnp.int32)
+  changed, rounds = jnp.full_like(flat_unary[0, 0], True, dtype=bool), jnp.full_like(flat_unary[0, 0], 0, jnp.int32)
+  labels, _, _ = jax.lax.while_loop(lambda c: c[1] & (c[2] < max_rounds), one_round, (start, changed, rounds))
   return labels.reshape(rows, cols)

@@ -19,27 +19,72 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import graph_cut
+from adamix_jax.config import ConfigError
+from adamix_jax.options import Options, each, non_negative, one_of, option, positive
+
+REFERENCE_STD = {"small": (0.2023, 0.1994, 0.2010), "large": (0.229, 0.224, 0.225)}  # Below / from 64 px.
+
+
+def _block_counts(counts) -> str | None:
+  good = counts and all(isinstance(c, int) and c >= 2 and c & (c - 1) == 0 for c in counts)
+  return None if good else "must be powers of two of at least 2, e.g. (2, 4, 8)"
 
 
 @dataclasses.dataclass(frozen=True)
-class PuzzleOptions:
-  """The reference's settings (OpenMixup's `puzzlemix` defaults for CIFAR).
+class PuzzleOptions(Options):
+  """`config.puzzlemix`: the reference's settings (OpenMixup's `puzzlemix` defaults for CIFAR).
 
   Attributes:
+    blocks: the mask's blocks per side, one drawn uniformly per step (the reference's block_num=4: 2, 4, 8).
     beta: label smoothness: the weight of a mask change between neighbouring blocks (divided by blocks × 16).
     gamma: data smoothness: the weight of the image difference across a block border.
     eta: the weight of the prior that pulls the mask's mean towards lam.
     neigh_size: the side of the pixel neighbourhoods whose means are compared across a border.
     n_labels: mask values 0, 1/(n-1), ..., 1 (2 or 3).
+    transport: move each image's salient blocks under its mask (optimal transport) before mixing.
     transport_eps: the transport cost's weight against the saliency moved.
+    pixel_std: the per-channel std that takes normalised images back to pixels for the smoothness term; ()
+      is the reference's constant (CIFAR-10's below 64 pixels, ImageNet's above: 3 channels only).
   """
 
-  beta: float = 1.2
-  gamma: float = 0.5
-  eta: float = 0.2
-  neigh_size: int = 4
-  n_labels: int = 3
-  transport_eps: float = 0.8
+  section = "puzzlemix"
+  blocks: tuple[int, ...] = option("blocks", _block_counts)
+  beta: float = option("beta", non_negative)
+  gamma: float = option("gamma", non_negative)
+  eta: float = option("eta", non_negative)
+  neigh_size: int = option("neigh_size", positive)
+  n_labels: int = option("n_labels", one_of(2, 3))
+  transport: bool = option("transport")
+  transport_eps: float = option("transport_eps", non_negative)
+  pixel_std: tuple[float, ...] = option("pixel_std", each(positive))
+
+  def std(self, size: int, channels: int) -> tuple[float, ...]:
+    """The std of images size × size with `channels`; ConfigError where the reference's has no value."""
+    if self.pixel_std:
+      if len(self.pixel_std) != channels:
+        raise ConfigError(f"config.puzzlemix.pixel_std has {len(self.pixel_std)} values for {channels} channels.")
+      return self.pixel_std
+    if channels != 3:
+      raise ConfigError(
+        f"config.puzzlemix.pixel_std = () is the reference's colour statistics; these images have {channels} "
+        "channel(s): set it to the data's per-channel std, e.g. --config.puzzlemix.pixel_std='(0.353,)'."
+      )
+    return REFERENCE_STD["small" if size < 64 else "large"]
+
+  def check_size(self, size: int) -> None:
+    """ConfigError unless every block count divides the image side and the neighbourhoods tile each block."""
+    bad = [b for b in self.blocks if size % b]
+    if bad:
+      raise ConfigError(
+        f"config.puzzlemix.blocks = {self.blocks} has {bad}, which do not divide the {size}-pixel images; "
+        f"use counts that divide {size}."
+      )
+    untiled = [b for b in self.blocks if (size // b) % min(self.neigh_size, size // b)]
+    if untiled:
+      raise ConfigError(
+        f"config.puzzlemix.neigh_size = {self.neigh_size} does not tile the blocks of {size // untiled[0]} pixels "
+        f"({untiled[0]} blocks a side); use a neighbourhood side that divides every block's side."
+      )
 
 
 def _pool(x: jax.Array, size_h: int, size_w: int) -> jax.Array:

@@ -28,14 +28,17 @@ ERM and the static mixups: lr 0.1 cosine to 0, reported on the online network. E
 benchmark, same protocol), 200 / 400 / 800 epochs: ERM 76.42 / 77.73 / 78.04; MixUp 78.52 / 79.34 / 79.12;
 CutMix 79.45 / 79.58 / 78.17; FMix 78.91 / 79.91 / 79.69; ResizeMix 79.56 / 79.19 / 80.01; SaliencyMix
 79.75 / 79.64 / 79.12; GridMix 78.23 / 78.60 / 78.72; SmoothMix 77.90 / 78.77 / 78.69; ManifoldMix 79.18 / 80.18 /
-80.35 (RX50 values in docs/method.md#expected-numbers).
+80.35; PuzzleMix 79.96 / 80.82 / 81.13 (RX50 values in docs/method.md#expected-numbers).
+PuzzleMix (`:puzzlemix`, docs/method.md#puzzlemix; OpenMixup's `r18_puzzlemix_CE_soft.py`): alpha 1, masks of
+2, 4 or 8 blocks a side with values {0, 0.5, 1} by graph cut, optimal transport, saliency from the input
+gradient (config.puzzlemix).
 Add the DM loss with `--config.loss.dm.eta=0.1` (configs/cifar100_dm.py holds the official per-method DM
 settings).
 
 Variants (`configs/cifar100.py:VARIANT[,VARIANT...]`):
   adautomix (default), automix (alpha 2, nearest masks), samix (alpha 2), erm, mixup (alpha 1), cutmix (0.2),
-  fmix (0.2), resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2): the method,
-  with OpenMixup's benchmark alphas.
+  fmix (0.2), resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2), puzzlemix (1):
+  the method, with OpenMixup's benchmark alphas.
   r18 (default), rx50: the backbone.
   e200, e400, e800 (default): epochs.
   smoke: 1 epoch on 1,000 training and 1,000 test images at width 16, to check a setup.
@@ -45,7 +48,7 @@ from adamix_jax.config import base_config
 
 METHOD_ALPHA = {
   "adautomix": 1.0, "automix": 2.0, "samix": 2.0, "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "fmix": 0.2,
-  "resizemix": 1.0, "saliencymix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "manifoldmix": 2.0,
+  "resizemix": 1.0, "saliencymix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "manifoldmix": 2.0, "puzzlemix": 1.0,
 }  # fmt: skip
 BACKBONES = {"r18": "cifar_resnet18", "rx50": "cifar_resnext50_32x4d"}
 LENGTHS = {"e200": 200, "e400": 400, "e800": 800}

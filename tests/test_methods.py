@@ -11,6 +11,8 @@ from adamix_jax.images import denormalize, normalize
 STATIC = sorted(
   name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and cls.backbones is None
 )
+# What a method needs on the embedded 28x28 grey images beyond the defaults.
+GREY_28 = {"puzzlemix": {"puzzlemix.blocks": (2, 4), "puzzlemix.neigh_size": 7, "puzzlemix.pixel_std": (0.353,)}}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,9 @@ def batch(tfds_dir):
 @pytest.mark.parametrize("name", STATIC)
 def test_each_static_mixup_trains_a_step(tfds_dir, batch, name):
   eta = 0.1 if STATIC.index(name) % 2 else 0.0  # Half with DM; the switch itself is tested below.
-  config = tiny_config(tfds_dir, method=name, batch_size=8, **{"loss.dm.eta": eta, "mixup.alpha": 1.0})
+  config = tiny_config(
+    tfds_dir, method=name, batch_size=8, **{"loss.dm.eta": eta, "mixup.alpha": 1.0}, **GREY_28.get(name, {})
+  )
   mesh, _, state, train_step = tiny_run(config)
   before = jax.device_get(state.params)
   state, metrics = train_step(state, sharding.shard_batch(mesh, batch))

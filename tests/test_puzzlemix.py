@@ -1,6 +1,7 @@
 """PuzzleMix's mixing against the reference itself: OpenMixup's `puzzlemix` run with PyTorch and GCO's graph cut
 (tests/golden/make_puzzlemix.py made tests/golden/puzzlemix.npz), and GCO's alpha-beta swap on random grids."""
 
+import dataclasses
 import os
 
 import jax
@@ -47,7 +48,7 @@ def test_masks_plans_and_mixed_images_equal_the_reference(name):
   case = _case(name)
   images = jnp.asarray(case["images"].transpose(0, 2, 3, 1))
   saliency, permutation = jnp.asarray(case["saliency"]), jnp.asarray(case["perm"])
-  blocks, options = int(case["block_num"]), puzzle.PuzzleOptions(n_labels=int(case["n_labels"]))
+  blocks, options = int(case["block_num"]), puzzle.PuzzleOptions.defaults(n_labels=int(case["n_labels"]))
   pixels = (images * CIFAR10_STD + CIFAR10_MEAN).astype(jnp.float32)
 
   mask = jax.jit(puzzle.block_mask, static_argnums=(4, 5))(
@@ -84,3 +85,54 @@ def test_the_swap_labelling_is_a_local_minimum_of_every_swap():
       for label in range(3):
         other = labels.reshape(-1).at[node].set(label).reshape(4, 4)
         assert graph_cut.energy(other, unary, weight_v, weight_h, label_cost) >= best - 1e-3
+
+
+def _method(**changes):
+  from adamix_jax import methods
+
+  options = methods.PuzzleMix.Options.defaults()
+  puzzle_options = dataclasses.replace(options.puzzle, **changes)
+  return methods.PuzzleMix(dataclasses.replace(options, puzzle=puzzle_options))
+
+
+def test_the_method_mixes_by_the_saliency_of_its_own_gradient():
+  """Saliency is the RMS over channels of d loss / d input; the mix keeps each example's mask and weights."""
+  from adamix_jax import models
+
+  method = _method()
+  classifier = models.make_classifier("cifar_resnet18", num_classes=10, head_names=("one",), width=4)
+  images = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
+  labels = jnp.arange(8) % 10
+  variables = classifier.init(jax.random.key(1), images, train=False)
+  saliency = method.saliency(method.make_networks(classifier, (32, 32, 3)), variables, images, labels)
+
+  def loss(x):
+    return method.cross_entropy(classifier.apply(variables, x, train=False).logits["one"], labels)
+
+  gradient = jax.grad(loss)(images)
+  np.testing.assert_allclose(saliency, jnp.sqrt(jnp.mean(gradient**2, -1)), rtol=1e-5, atol=1e-12)
+  mixed = jax.jit(method.mix)(images, labels, jax.random.key(2), saliency)
+  assert mixed.images.shape == images.shape and mixed.masks.shape == (8, 32, 32, 1)
+  np.testing.assert_allclose(mixed.lams[0], mixed.masks.mean((1, 2, 3)), rtol=1e-6)
+  np.testing.assert_allclose(mixed.lams.sum(0), 1.0, rtol=1e-6)
+  assert set(np.unique(np.asarray(mixed.masks))) <= {0.0, 0.5, 1.0}
+  with pytest.raises(ValueError, match="mixes by saliency"):
+    method.mix(images, labels, jax.random.key(2))
+
+
+@pytest.mark.parametrize(
+  ("changes", "shape", "message"),
+  [
+    ({}, (32, 32, 1), "pixel_std = \\(\\) is the reference's colour statistics"),
+    ({"pixel_std": (0.3,)}, (28, 28, 1), "blocks = \\(2, 4, 8\\) has \\[8\\], which do not divide"),
+    ({"pixel_std": (0.3,), "blocks": (2, 4)}, (28, 28, 1), "neigh_size = 4 does not tile the blocks of 14"),
+    ({"blocks": (3,)}, (32, 32, 3), "must be powers of two"),
+  ],
+)
+def test_images_the_options_do_not_suit_are_refused_in_one_line(changes, shape, message):
+  from adamix_jax import models
+  from adamix_jax.config import ConfigError
+
+  with pytest.raises(ConfigError, match=message):
+    method = _method(**changes)
+    method.make_networks(models.make_classifier("cifar_resnet18", 10, ("one",), width=4), shape)

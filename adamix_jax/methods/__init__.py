@@ -8,6 +8,7 @@ from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
+from adamix_jax.methods.puzzlemix import PuzzleMix
 from adamix_jax.methods.samix import SAMix
 from adamix_jax.methods.semisup import DMixMatch, FixMatch
 from adamix_jax.methods.static_mixup import (
@@ -35,6 +36,7 @@ METHODS: dict[str, type[Method]] = {
     SaliencyMix,
     GridMix,
     SmoothMix,
+    PuzzleMix,
     ManifoldMix,
     DeiTMixup,
     TransMix,
@@ -67,6 +69,7 @@ __all__ = [
   "LearnedMixup",
   "Method",
   "Networks",
+  "PuzzleMix",
   "StaticMixup",
   "reported_head",
 ]

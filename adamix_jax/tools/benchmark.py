@@ -94,6 +94,7 @@ METHODS = {
   "mixup+dm": {"method": "mixup", "loss.dm.eta": 0.1},
   "cutmix": {"method": "cutmix"},
   "deit": {"method": "deit", "mixup.alpha": 0.8},
+  "puzzlemix": {"method": "puzzlemix", "puzzlemix.pixel_std": (0.353,)},  # (The embedded images are grey.)
   "automix": {"method": "automix"},
   "samix": {"method": "samix"},
   "adautomix_n2": {"method": "adautomix", "adautomix.num_mix": 2},

@@ -82,6 +82,10 @@ def test_a_run_that_does_not_mix_says_so_and_shows_a_chosen_static_mixup(tfds_di
     described = json.load(f)
   assert os.path.basename(paths[0]) == "mixing_step10_cutmix.png" and described["run_method"] == "erm"
   assert described["method"] == "cutmix" and described["mask_spatial_std"] > 0.05  # Boxes have structure.
+  again = visualize.render_checkpoint(str(tmp_path), count=4, method="cutmix", seed=config.seed)
+  other = visualize.render_checkpoint(str(tmp_path), out=str(tmp_path / "other"), count=4, method="cutmix", seed=7)
+  lams = [json.load(open(paths[1]))["lams"] for paths in (again, other)]
+  assert lams[0] == described["lams"] and lams[1] != described["lams"]  # The seed draws the mixing.
   with pytest.raises(ValueError, match="needs a run trained with it"):
     visualize.render_checkpoint(str(tmp_path), method="adautomix")
   with pytest.raises(ValueError, match="Valid choices: adautomix"):

@@ -46,13 +46,14 @@ def _stand_in(config, name: str):
 
 
 def render_checkpoint(
-  workdir: str, out: str = "", count: int = 8, step: int | None = None, method: str = ""
+  workdir: str, out: str = "", count: int = 8, step: int | None = None, method: str = "", seed: int | None = None
 ) -> list[str]:
   """Renders the mixing of the checkpoint at `step` (default: the latest) of `workdir` as a labelled PNG.
 
   Args:
     method: the mixing to show (default: the run's own method). Another method must be a static mixup
       (it needs no trained networks): what it would make of this run's test images.
+    seed: the key of the drawn mixing (partners, lambda, boxes); default: the run's seed.
 
   Returns:
     The paths written (a PNG and a JSON), or [] when the method mixes no images (ERM, ManifoldMix).
@@ -67,7 +68,9 @@ def render_checkpoint(
   shown = run.experiment.method if name == config.method else _stand_in(config, name)
   saved = int(host_value(state.step))
   images, labels = data.InputPipeline(config, info).first_eval_examples(count)
-  rendered = pictures.render(pictures.make_previewer(shown, nets, info, config.seed), state, images, labels, info)
+  rendered = pictures.render(
+    pictures.make_previewer(shown, nets, info, config.seed if seed is None else seed), state, images, labels, info
+  )
   if rendered is None:
     print(
       f"config.method = {name!r} mixes no images: nothing to render. To see what a mixup would make of "
@@ -108,10 +111,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument(
     "--method", default="", help="the mixing to show (default: the run's; another must be a static mixup)"
   )
+  parser.add_argument("--seed", type=int, default=None, help="the drawn mixing's seed (default: the run's)")
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only manager will not save: it will not.
   try:
-    for path in render_checkpoint(args.workdir, args.out, args.count, args.step, args.method):
+    for path in render_checkpoint(args.workdir, args.out, args.count, args.step, args.method, args.seed):
       print(f"wrote {path}")
   except (FileNotFoundError, ValueError) as error:
     parser.exit(1, f"error: {error}\n")

@@ -164,13 +164,12 @@ def block_mask(
   }[n](lam)
   prior = options.eta * prior / blocks**2
   costs = (1 - weights) * partner[..., None] + weights * own[..., None] + prior
-  costs = jnp.trunc(scale * costs)
-  weight_v = jnp.maximum(jnp.trunc(scale * (weight_v + beta)), 0.0)
-  weight_h = jnp.maximum(jnp.trunc(scale * (weight_h + beta)), 0.0)
-  label_cost = (jnp.arange(n)[:, None] - jnp.arange(n)[None, :]) ** 2 / (n - 1) ** 2
-  labels = jax.vmap(graph_cut.swap_labelling, in_axes=(0, 0, 0, None))(
-    costs, weight_v, weight_h, label_cost.astype(jnp.float32)
-  )
+  # The label cost (i - j)^2 / (n - 1)^2 in integers: it and the unary costs times (n - 1)^2 (E times it).
+  costs = jnp.trunc(scale * costs).astype(jnp.int32) * (n - 1) ** 2
+  weight_v = jnp.maximum(jnp.trunc(scale * (weight_v + beta)), 0).astype(jnp.int32)
+  weight_h = jnp.maximum(jnp.trunc(scale * (weight_h + beta)), 0).astype(jnp.int32)
+  label_cost = (jnp.arange(n)[:, None] - jnp.arange(n)[None, :]) ** 2
+  labels = jax.vmap(graph_cut.swap_labelling, in_axes=(0, 0, 0, None))(costs, weight_v, weight_h, label_cost)
   del batch
   return 1.0 - labels / (n - 1)
 

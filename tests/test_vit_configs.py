@@ -43,6 +43,7 @@ def _settings(config):
     ("swin_t_deit", dict(lr=5e-4, min_lr=1e-6, clip=5.0, alpha=0.8, cutmix=(1.0, 0.5), augment="random_resized_crop")),
     ("convnext_t_mixup", dict(lr=1e-3, clip=0.0, alpha=0.8)),
     ("deit_s_cutmix", dict(alpha=2.0)),
+    ("swin_t_puzzlemix", dict(lr=5e-4, min_lr=1e-6, warmup=20, clip=5.0, alpha=2.0, size=224)),
   ],
 )  # fmt: skip
 def test_official_settings(variant, expected):

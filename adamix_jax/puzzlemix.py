@@ -26,8 +26,9 @@ REFERENCE_STD = {"small": (0.2023, 0.1994, 0.2010), "large": (0.229, 0.224, 0.22
 
 
 def _block_counts(counts) -> str | None:
-  good = counts and all(isinstance(c, int) and c >= 2 and c & (c - 1) == 0 for c in counts)
-  return None if good else "must be powers of two of at least 2, e.g. (2, 4, 8)"
+  """Powers of two the graph cut can take (at most graph_cut.MAX_WIDTH blocks a side)."""
+  good = counts and all(isinstance(c, int) and 2 <= c <= graph_cut.MAX_WIDTH and c & (c - 1) == 0 for c in counts)
+  return None if good else f"must be powers of two from 2 to {graph_cut.MAX_WIDTH}, e.g. (2, 4, 8)"
 
 
 @dataclasses.dataclass(frozen=True)

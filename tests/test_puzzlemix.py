@@ -128,6 +128,7 @@ def test_the_method_mixes_by_the_saliency_of_its_own_gradient():
     ({"pixel_std": (0.3,)}, (28, 28, 1), "blocks = \\(2, 4, 8\\) has \\[8\\], which do not divide"),
     ({"pixel_std": (0.3,), "blocks": (2, 4)}, (28, 28, 1), "neigh_size = 4 does not tile the blocks of 14"),
     ({"blocks": (3,)}, (32, 32, 3), "must be powers of two"),
+    ({"blocks": (2, 16)}, (32, 32, 3), "must be powers of two from 2 to 10"),
   ],
 )
 def test_images_the_options_do_not_suit_are_refused_in_one_line(changes, shape, message):

@@ -126,8 +126,7 @@ def block_mask(
   Returns:
     float32 [B, blocks, blocks] with values in {0, 1/(n-1), ..., 1}.
   """
-  batch, size = saliency.shape[0], saliency.shape[1]
-  block_size = size // blocks
+  block_size = saliency.shape[1] // blocks
   neigh = min(options.neigh_size, block_size)
   k = block_size // neigh
   beta = options.beta / blocks / 16
@@ -171,7 +170,6 @@ def block_mask(
   weight_h = jnp.maximum(jnp.trunc(scale * (weight_h + beta)), 0).astype(jnp.int32)
   label_cost = (jnp.arange(n)[:, None] - jnp.arange(n)[None, :]) ** 2
   labels = jax.vmap(graph_cut.swap_labelling, in_axes=(0, 0, 0, None))(costs, weight_v, weight_h, label_cost)
-  del batch
   return 1.0 - labels / (n - 1)
 
 

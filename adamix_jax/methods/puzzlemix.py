@@ -19,7 +19,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from adamix_jax import mixing
+from adamix_jax import generators, mixing
 from adamix_jax import puzzlemix as puzzle_ops
 from adamix_jax.config import ConfigError
 from adamix_jax.methods.base import Networks, drop_path_rngs
@@ -56,7 +56,7 @@ def mix(
         own = puzzle_ops.transport(own, puzzle_ops.transport_plan(mask, unary, options.transport_eps), blocks)
         partner_plan = puzzle_ops.transport_plan(1 - mask, unary[plan.permutation], options.transport_eps)
         partner = puzzle_ops.transport(partner, partner_plan, blocks)
-      weight = jnp.repeat(jnp.repeat(mask, size // blocks, 1), size // blocks, 2)[..., None]
+      weight = generators.upsample(mask[..., None], size // blocks, "nearest")
       return weight * own + (1 - weight) * partner, weight
 
     return mixed

@@ -116,6 +116,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.dtype = "float32"  # Compute dtype (models.DTYPES); parameters stay float32.
   config.model.window = 0  # Swin's attention window side; 0: the published 7.
   config.model.drop_path = 0.0  # Stochastic depth of the last block (transformer backbones), linear from 0.
+  config.model.norm_before_pool = False  # ConvNeXt: norm the last map at every position, then pool (AlignMix).
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "sgd"  # "sgd" (PyTorch's, coupled L2) or "adamw" (decoupled decay).
@@ -161,6 +162,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.puzzlemix.transport = True  # Move salient blocks under the mask (optimal transport).
   config.puzzlemix.transport_eps = 0.8  # Weight of the distance moved.
   config.puzzlemix.pixel_std = ()  # () : the reference's CIFAR-10 / ImageNet std (colour); else per channel.
+
+  # docs/method.md#alignmix: AlignMix's transport plan between feature maps (OpenMixup's settings).
+  config.alignmix = ml_collections.ConfigDict()
+  config.alignmix.eps = 0.1  # Entropic regularisation of the Sinkhorn plan.
+  config.alignmix.max_iter = 100  # Sinkhorn iterations at most (fewer once the potentials settle).
+  config.alignmix.alternate = "manifoldmix"  # Half the steps: "manifoldmix", "mixup" (images) or "none".
 
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0  # eps: targets (1 - eps) * target + eps / C (supervised methods).

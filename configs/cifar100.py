@@ -32,15 +32,19 @@ CutMix 79.45 / 79.58 / 78.17; FMix 78.91 / 79.91 / 79.69; ResizeMix 79.56 / 79.1
 PuzzleMix (`:puzzlemix`, docs/method.md#puzzlemix; OpenMixup's `r18_puzzlemix_CE_soft.py`): alpha 1, masks of
 2, 4 or 8 blocks a side with values {0, 0.5, 1} by graph cut, optimal transport, saliency from the input
 gradient (config.puzzlemix).
+AlignMix (`:alignmix`, docs/method.md#alignmix; OpenMixup's `r18_alignmix_CE_none.py`): alpha 2; each step
+either AlignMix of the last feature maps (Sinkhorn plan, eps 0.1, at most 100 iterations) or ManifoldMix,
+drawn with equal chances (config.alignmix). Published (OpenMixup, the authors' implementation): R18 81.71 at
+1,200 epochs (`:alignmix,e1200`); no 200-800 epoch numbers.
 Add the DM loss with `--config.loss.dm.eta=0.1` (configs/cifar100_dm.py holds the official per-method DM
 settings).
 
 Variants (`configs/cifar100.py:VARIANT[,VARIANT...]`):
   adautomix (default), automix (alpha 2, nearest masks), samix (alpha 2), erm, mixup (alpha 1), cutmix (0.2),
-  fmix (0.2), resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2), puzzlemix (1):
-  the method, with OpenMixup's benchmark alphas.
+  fmix (0.2), resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2), puzzlemix (1),
+  alignmix (2): the method, with OpenMixup's benchmark alphas.
   r18 (default), rx50: the backbone.
-  e200, e400, e800 (default): epochs.
+  e200, e400, e800 (default), e1200: epochs.
   smoke: 1 epoch on 1,000 training and 1,000 test images at width 16, to check a setup.
 """
 
@@ -49,9 +53,10 @@ from adamix_jax.config import base_config
 METHOD_ALPHA = {
   "adautomix": 1.0, "automix": 2.0, "samix": 2.0, "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "fmix": 0.2,
   "resizemix": 1.0, "saliencymix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "manifoldmix": 2.0, "puzzlemix": 1.0,
+  "alignmix": 2.0,
 }  # fmt: skip
 BACKBONES = {"r18": "cifar_resnet18", "rx50": "cifar_resnext50_32x4d"}
-LENGTHS = {"e200": 200, "e400": 400, "e800": 800}
+LENGTHS = {"e200": 200, "e400": 400, "e800": 800, "e1200": 1200}
 
 
 def get_config(variants: str = "adautomix"):

@@ -10,7 +10,9 @@ Variants (`configs/cifar100_vit.py:<BACKBONE>_<METHOD>[,e600][,smoke]`):
   METHOD: adautomix; deit (the DeiT recipe: CutMix alpha 1 or MixUp alpha 0.8, drawn per batch); mixup
     (alpha 0.8); cutmix (alpha 2); transmix (DeiT-S only: MixUp alpha 0.8 with probability 0.2, else CutMix
     alpha 1 with TransMix's attention lambda); puzzlemix (alpha 2, OpenMixup's CIFAR PuzzleMix settings; at 224
-    the reference's ImageNet std for its smoothness term); erm ("Vanilla").
+    the reference's ImageNet std for its smoothness term); alignmix (Swin-T and ConvNeXt-T: alpha 2, each step
+    AlignMix of the last feature maps or MixUp of the images; ConvNeXt-T's heads pool its normed map,
+    config.model.norm_before_pool); erm ("Vanilla").
   e200 (default), e600: epochs. smoke: 1 epoch (no warm-up) on 1,000 images at a narrow width, to check
     a setup.
 
@@ -23,6 +25,7 @@ others: online/one):
   | deit      | 75.92 / 79.38 | 81.25 / 84.41 | 83.09 / 84.12 |
   | transmix  | 76.17 / 79.33 | (81.33 / 84.45: needs attention a Swin does not have) | - |
   | puzzlemix | 73.60 / 81.01 | 80.33 / 84.74 | 82.29 / 84.17 |
+  | alignmix  | -             | 78.91 / 83.34 | 80.88 / 83.03 |
   | adautomix | -             | 84.33 / 85.34 | 83.54 / -     |
 
 The recipe (OpenMixup's `configs/classification/cifar100/{adautomix/vit, mixups/vits}`): batch 100; AdamW
@@ -49,7 +52,7 @@ sampling is PIL's nearest neighbour (data/rand_augment.py).
 from adamix_jax.config import base_config, random_resized_crop_recipe
 
 BACKBONES = {"deit_s": "deit_s", "swin_t": "swin_t", "convnext_t": "convnext_t_cifar"}
-METHODS = ("adautomix", "deit", "mixup", "cutmix", "transmix", "puzzlemix", "erm")
+METHODS = ("adautomix", "deit", "mixup", "cutmix", "transmix", "puzzlemix", "alignmix", "erm")
 LENGTHS = {"e200": 200, "e600": 600}
 DROP_PATH = {"deit_s": 0.1, "swin_t": 0.2, "convnext_t": 0.3}
 SMOKE_WIDTH = {"deit_s": 48, "swin_t": 24, "convnext_t": 24}
@@ -64,6 +67,7 @@ MIXUP_ALPHA = {
   "deit": 0.8,
   "transmix": 0.8,
   "puzzlemix": 2.0,
+  "alignmix": 2.0,
   "adautomix": 1.0,
   "erm": 1.0,
 }
@@ -118,6 +122,9 @@ def _baseline(config, backbone: str, method: str) -> None:
     config.mixup.cutmix_alpha, config.mixup.cutmix_prob = 1.0, 0.5
   elif method == "transmix":
     config.mixup.cutmix_alpha, config.mixup.cutmix_prob, config.mixup.transmix_ratio = 1.0, 0.8, 0.5
+  elif method == "alignmix":  # OpenMixup's mix_mode=["mixup", "alignmix"]; ConvNeXt's gap_before_final_norm=False.
+    config.alignmix.alternate = "mixup"
+    config.model.norm_before_pool = backbone == "convnext_t"
 
 
 def get_config(variants: str = "swin_t_adautomix"):
@@ -142,6 +149,11 @@ def get_config(variants: str = "swin_t_adautomix"):
       f"{backbone}_transmix: TransMix re-weights lambda by the class token's attention, and {backbone} has no "
       "class token. It runs on deit_s (deit_s_transmix); for this backbone the DeiT recipe is "
       f"{backbone}_deit."
+    )
+  if method == "alignmix" and backbone == "deit_s":
+    raise ValueError(
+      "deit_s_alignmix: AlignMix aligns the feature map the head reads, and DeiT-S's head reads its class token. "
+      "It runs on swin_t and convnext_t (swin_t_alignmix, convnext_t_alignmix)."
     )
   _recipe(config, backbone)
   config.method = method

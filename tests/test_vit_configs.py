@@ -60,11 +60,18 @@ def test_official_settings(variant, expected):
   assert (ra.num_ops, ra.level, ra.max_level, ra.level_std, ra.prob) == (2, 7.0, 10.0, 0.5, 0.5)
 
 
+def test_alignmix_alternates_with_mixup_and_convnext_pools_its_normed_map():
+  swin, convnext = (cifar100_vit.get_config(f"{b}_alignmix") for b in ("swin_t", "convnext_t"))
+  assert (swin.alignmix.alternate, swin.model.norm_before_pool, swin.mixup.alpha) == ("mixup", False, 2.0)
+  assert (convnext.alignmix.alternate, convnext.model.norm_before_pool) == ("mixup", True)
+  assert (convnext.optimizer.lr, convnext.optimizer.grad_clip) == (1e-3, 0.0)
+
+
 def test_every_variant_validates():
   for backbone in cifar100_vit.BACKBONES:
     for method in cifar100_vit.METHODS:
-      if method == "transmix" and backbone != "deit_s":
-        continue
+      if (method == "transmix") != (backbone == "deit_s") and method in ("transmix", "alignmix"):
+        continue  # TransMix needs a class token; AlignMix a feature map where DeiT-S has its class token.
       for extra in ("", ",e600", ",smoke"):
         validate(cifar100_vit.get_config(f"{backbone}_{method}{extra}"), num_devices=1)
   assert cifar100_vit.get_config("deit_s_erm,e600").num_epochs == 600
@@ -77,6 +84,7 @@ def test_every_variant_validates():
   [
     ("swin_t_transmix", "has no class token. It runs on deit_s \\(deit_s_transmix\\); .* is swin_t_deit"),
     ("convnext_t_transmix", "convnext_t_deit"),
+    ("deit_s_alignmix", "reads its class token. It runs on swin_t and convnext_t"),
     ("swin_t_fmix", "Valid choices: deit_s_adautomix, deit_s_deit, .* e200, e600, smoke"),
     ("e600", "needs a <backbone>_<method> variant"),
   ],

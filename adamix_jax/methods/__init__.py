@@ -4,6 +4,7 @@ method = METHODS[config.method].from_config(config, total_steps)   # its options
 """
 
 from adamix_jax.methods.adautomix import AdAutoMix
+from adamix_jax.methods.alignmix import AlignMix
 from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
@@ -38,6 +39,7 @@ METHODS: dict[str, type[Method]] = {
     SmoothMix,
     PuzzleMix,
     ManifoldMix,
+    AlignMix,
     DeiTMixup,
     TransMix,
     AutoMix,
@@ -61,6 +63,7 @@ __all__ = [
   "DeiTMixup",
   "TransMix",
   "AdAutoMix",
+  "AlignMix",
   "AutoMix",
   "SAMix",
   "DMixMatch",

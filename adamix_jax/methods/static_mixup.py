@@ -67,6 +67,7 @@ class StaticMixup(Method):
 
   head_names = ("one",)
   accepts_dm = True
+  mixes_images = True  # False: it mixes hidden features (`preview` gives None).
   Options = StaticMixupOptions
 
   def operator(self):
@@ -157,24 +158,37 @@ class ManifoldMix(StaticMixup):
   """MixUp of the hidden features entering a random stage (0: after the stem, 1, 2: after stages 1, 2)."""
 
   name = "manifoldmix"
+  mixes_images = False
 
   def preview(self, nets, state, images, labels, rng):
     return None  # It mixes hidden features: nothing to look at.
 
   def forward(self, nets, variables, batch, mix_key, rng):
     plan = mixing.sample_plan(mix_key, batch["labels"].shape[0], self.options.mixup.alpha)
-    stages = jnp.asarray(self.options.mixup.manifoldmix_stages)
-    stage = stages[jax.random.randint(rng, (), 0, len(stages))]
-
-    def hook(k, features):
-      return jnp.where(stage == k, mixing.mixup(features, batch["labels"], plan).images, features)
-
+    hook = manifold_hook(plan, batch["labels"], self.options.mixup.manifoldmix_stages, rng)
     output, updates = nets.classifier.apply(
       variables, batch["images"], train=True, stage_hook=hook, mutable=["batch_stats"], rngs=drop_path_rngs(rng)
     )
-    lam = jnp.full(batch["labels"].shape, plan.lam)
-    labels = jnp.stack([batch["labels"], batch["labels"][plan.permutation]])
-    return output.logits["one"], labels, jnp.stack([lam, 1 - lam]), updates.get("batch_stats", {})
+    labels, lams = plan_labels(batch["labels"], plan)
+    return output.logits["one"], labels, lams, updates.get("batch_stats", {})
+
+
+def manifold_hook(plan: mixing.MixPlan, labels: jax.Array, stages: tuple[int, ...], key: jax.Array, active=True):
+  """ManifoldMix's `stage_hook`: MixUp by `plan` of the features entering one stage drawn from `stages` with
+  `key` (labels [B] as mixing.mixup takes them); `active` (a traced bool) switches it off for the pass."""
+  stages = jnp.asarray(stages)
+  stage = stages[jax.random.randint(key, (), 0, len(stages))]
+
+  def hook(k, features):
+    return jnp.where(active & (stage == k), mixing.mixup(features, labels, plan).images, features)
+
+  return hook
+
+
+def plan_labels(labels: jax.Array, plan: mixing.MixPlan) -> tuple[jax.Array, jax.Array]:
+  """The label pairs [2, B] and weights [2, B] of a batch mixed whole by `plan` (one lambda)."""
+  lam = jnp.full(labels.shape, plan.lam)
+  return jnp.stack([labels, labels[plan.permutation]]), jnp.stack([lam, 1 - lam])
 
 
 class DeiTMixup(StaticMixup):

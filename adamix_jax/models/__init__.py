@@ -50,7 +50,11 @@ BACKBONES: dict[str, tuple[int, Callable]] = {
   "convnext_t_cifar": (96, lambda w: functools.partial(ConvNeXt, stem="cifar", width=w)),
 }
 # Architecture options beyond the width, and the backbones that have them.
-OPTIONS = {"drop_path": ("deit_s", "swin_t", "convnext_t", "convnext_t_cifar"), "window": ("swin_t",)}
+OPTIONS = {
+  "drop_path": ("deit_s", "swin_t", "convnext_t", "convnext_t_cifar"),
+  "window": ("swin_t",),
+  "norm_before_pool": ("convnext_t", "convnext_t_cifar"),
+}
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -64,6 +68,7 @@ def make_backbone(
   dtype: str = "float32",
   drop_path: float = 0.0,
   window: int = 0,
+  norm_before_pool: bool = False,
 ):
   """The backbone `name` at `width` base channels (0: the published width).
 
@@ -75,13 +80,18 @@ def make_backbone(
     dtype: compute dtype name; parameters are always float32.
     drop_path: stochastic-depth rate of the last block (the backbones of OPTIONS["drop_path"]).
     window: attention window side, 0 for the published one (Swin).
+    norm_before_pool: ConvNeXt hands its heads the normed map, not the normed average (convnext.py).
   """
   if name not in BACKBONES:
     raise ValueError(f"Unknown backbone {name!r}. Valid choices: {', '.join(sorted(BACKBONES))}.")
-  options = {key: value for key, value in (("drop_path", drop_path), ("window", window)) if value}
+  given = (("drop_path", drop_path), ("window", window), ("norm_before_pool", norm_before_pool))
+  options = {key: value for key, value in given if value}
   for key, value in options.items():
     if name not in OPTIONS[key]:
-      raise ValueError(f"config.model.{key} = {value} applies to {', '.join(OPTIONS[key])}, not {name}: leave it 0.")
+      unset = "False" if isinstance(value, bool) else "0"
+      raise ValueError(
+        f"config.model.{key} = {value} applies to {', '.join(OPTIONS[key])}, not {name}: leave it {unset}."
+      )
   default_width, factory = BACKBONES[name]
   return factory(width or default_width)(inits=Init(init), axis_name=axis_name, dtype=DTYPES[dtype], **options)
 
@@ -124,17 +134,18 @@ class ModelOptions(Options):
   dtype: str = option("dtype", one_of(DTYPES))  # Compute dtype; parameters stay float32.
   window: int = option("window", non_negative)  # Swin's window side; 0: the published 7.
   drop_path: float = option("drop_path", non_negative, below(1))  # Stochastic depth of the last block.
+  norm_before_pool: bool = option("norm_before_pool")  # ConvNeXt: the heads pool the normed map (AlignMix).
 
   def check(self):
     try:  # Builds the module (nothing traced): the backbone's own checks of its options.
-      make_backbone(self.name, width=self.width, window=self.window, drop_path=self.drop_path)
+      make_backbone(**self.architecture())
     except ValueError as error:
       raise ConfigError(str(error)) from None
 
   def check_input(self, size: int) -> None:
     """Raises ConfigError (one line) when the backbone cannot take size x size images; nothing is traced."""
     try:
-      check_input(self.name, size, width=self.width, window=self.window)
+      check_input(size=size, **self.architecture())
     except ValueError as error:
       raise ConfigError(str(error)) from None
 
@@ -142,8 +153,15 @@ class ModelOptions(Options):
     """The Classifier these options describe; `axis_name`: the mesh axis BatchNorm syncs over when
     `sync_batch_norm` is set."""
     return make_classifier(
-      self.name, num_classes, head_names, width=self.width, init=self.init, dtype=self.dtype, window=self.window,
-      axis_name=axis_name if self.sync_batch_norm else None, drop_path=self.drop_path,
+      num_classes=num_classes, head_names=head_names, init=self.init, dtype=self.dtype,
+      axis_name=axis_name if self.sync_batch_norm else None, **self.architecture(),
+    )  # fmt: skip
+
+  def architecture(self) -> dict:
+    """The backbone's name and shape options, as `make_backbone` takes them."""
+    return dict(
+      name=self.name, width=self.width, window=self.window, drop_path=self.drop_path,
+      norm_before_pool=self.norm_before_pool,
     )  # fmt: skip
 
 

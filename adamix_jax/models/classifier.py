@@ -42,15 +42,18 @@ class Classifier(nn.Module):
   inits: Init = Init()
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool, stage_hook=None, detach_heads=False) -> ClassifierOutput:
+  def __call__(
+    self, images: jax.Array, *, train: bool, stage_hook=None, head_hook=None, detach_heads=False
+  ) -> ClassifierOutput:
     """Maps images [B, H, W, C] to the stage outputs and the logits of every head.
 
-    `stage_hook(k, x)` is passed to the backbone (ManifoldMix); None runs it unchanged. `detach_heads` (a
+    `stage_hook(k, x)` is passed to the backbone (ManifoldMix); None runs it unchanged. `head_hook(x)`, if
+    given, replaces the heads' input x [B, h, w, c], the last entry of the stages (AlignMix). `detach_heads` (a
     bool, or a traced bool scalar) stops the heads' gradient from reaching the backbone (DMixMatch's early
     labeled x unlabeled term trains its head alone).
     """
     stages = self.backbone(images, train=train, stage_hook=stage_hook)
-    features = stages[-1]
+    features = stages[-1] if head_hook is None else head_hook(stages[-1])
     if detach_heads is not False:
       features = jnp.where(detach_heads, jax.lax.stop_gradient(features), features)
     logits = {name: Head(self.num_classes, self.inits, name=f"head_{name}")(features) for name in self.head_names}

@@ -7,7 +7,9 @@ parameters. `convnext_t_cifar` is OpenMixup's 32×32 variant: a 3×3 stride-1 st
 
 What the classifier and the generator read (`stages`): stages 1-4 [B, H/s, W/s, C] as they come out of
 their blocks, then the head's input: stage 4 globally averaged and then layer-normed, [B, 1, 1, 768]
-(pooling before the final norm, as the official classifier). The generator reads stage 3 (index 2,
+(pooling before the final norm, as the official classifier); with `norm_before_pool`, stage 4 layer-normed at
+every position, [B, H/s, W/s, 768], which the head then pools (OpenMixup's `gap_before_final_norm=False`,
+which AlignMix's ConvNeXt config sets: it mixes that map). The generator reads stage 3 (index 2,
 384 channels).
 """
 
@@ -54,12 +56,14 @@ class ConvNeXt(nn.Module):
     width: channels of stage 1 (doubled at each downsampling).
     depths: blocks per stage.
     drop_path: stochastic-depth rate of the last block (linear from 0).
+    norm_before_pool: hand the heads stage 4 normed at every position instead of pooled and then normed.
   """
 
   stem: str = "imagenet"
   width: int = 96
   depths: tuple[int, ...] = (3, 3, 9, 3)
   drop_path: float = 0.0
+  norm_before_pool: bool = False
   layer_scale: float = 1e-6
   inits: Init = Init()
   axis_name: str | None = None  # No BatchNorm: accepted for a common backbone signature, unused.
@@ -106,5 +110,6 @@ class ConvNeXt(nn.Module):
           x, train=train
         )
       stages.append(x)
-    pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(self.dtype)
-    return (*stages, layer_norm(1e-6, dtype=self.dtype, name="norm")(pooled))
+    if not self.norm_before_pool:
+      x = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(self.dtype)
+    return (*stages, layer_norm(1e-6, dtype=self.dtype, name="norm")(x))

@@ -95,6 +95,7 @@ METHODS = {
   "cutmix": {"method": "cutmix"},
   "deit": {"method": "deit", "mixup.alpha": 0.8},
   "puzzlemix": {"method": "puzzlemix", "puzzlemix.pixel_std": (0.353,)},  # (The embedded images are grey.)
+  "alignmix": {"method": "alignmix", "mixup.alpha": 2.0},
   "automix": {"method": "automix"},
   "samix": {"method": "samix"},
   "adautomix_n2": {"method": "adautomix", "adautomix.num_mix": 2},

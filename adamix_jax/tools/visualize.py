@@ -24,10 +24,8 @@ from adamix_jax.sharding import host_value
 
 
 def _image_mixups() -> list[str]:
-  """The static mixups that mix images (not ManifoldMix): any run's images can show them."""
-  return [
-    name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and name != "manifoldmix"
-  ]
+  """The static mixups that mix images (not ManifoldMix, AlignMix): any run's images can show them."""
+  return [name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and cls.mixes_images]
 
 
 def _stand_in(config, name: str):
@@ -56,7 +54,7 @@ def render_checkpoint(
     seed: the key of the drawn mixing (partners, lambda, boxes); default: the run's seed.
 
   Returns:
-    The paths written (a PNG and a JSON), or [] when the method mixes no images (ERM, ManifoldMix).
+    The paths written (a PNG and a JSON), or [] when the method mixes no images (ERM, ManifoldMix, AlignMix).
 
   Raises:
     FileNotFoundError: the workdir has no checkpoint.

@@ -169,6 +169,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.alignmix.max_iter = 100  # Sinkhorn iterations at most (fewer once the potentials settle).
   config.alignmix.alternate = "manifoldmix"  # Half the steps: "manifoldmix", "mixup" (images) or "none".
 
+  # docs/method.md#attentivemix: AttentiveMix+'s attending network (OpenMixup's CIFAR settings).
+  config.attentivemix = ml_collections.ConfigDict()
+  config.attentivemix.pretrained = ""  # Its weights: a torchvision .npz, or the workdir of a run of ours.
+  config.attentivemix.backbone = "resnet18"  # The .npz's architecture (ImageNet stem).
+  config.attentivemix.input_size = 224  # Images resized (bilinear) to this for it; 0: as they are.
+  config.attentivemix.top_k = 0  # Cells each image keeps; 0: floor(cells x lam) (AttentiveMix+).
+
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0  # eps: targets (1 - eps) * target + eps / C (supervised methods).
   config.loss.dm = ml_collections.ConfigDict()  # docs/method.md#decoupled-mixup; eta = 0 turns it off.

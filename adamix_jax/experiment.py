@@ -89,15 +89,15 @@ def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh
   tx = make_optimizer(parts.optimizer, abstract_params, spe)
   ema = parts.ema.kept(method.has_teacher)
 
-  def fresh_state(pretrained) -> TrainState:
+  def fresh_state(pretrained, loaded) -> TrainState:
     params, batch_stats = method.init_variables(nets, init_rng, sample)
     if pretrained is not None:
       params, batch_stats = pretrained_lib.replace_backbone(params, batch_stats, *pretrained)
-    return make_train_state(params, batch_stats, tx, step_rng, ema=ema)
+    return make_train_state(params, {**batch_stats, **loaded}, tx, step_rng, ema=ema)
 
   replicated = sharding.replicated(mesh)
   abstract_state = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), jax.eval_shape(fresh_state, None)
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), jax.eval_shape(fresh_state, None, {})
   )
 
   def init() -> TrainState:
@@ -106,7 +106,8 @@ def make_experiment(config: ml_collections.ConfigDict, info: data.DataInfo, mesh
       pretrained = pretrained_lib.load_torchvision(
         parts.model.pretrained, abstract_params["classifier"]["backbone"], abstract_stats["classifier"]["backbone"]
       )
-    return jax.jit(lambda: fresh_state(pretrained), out_shardings=replicated)()
+    loaded = method.load_variables(abstract_stats)
+    return jax.jit(lambda: fresh_state(pretrained, loaded), out_shardings=replicated)()
 
   return Experiment(parts, method, nets, tx, spe, abstract_state, init)
 

@@ -61,6 +61,7 @@ def make_train_step(
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     teacher_stats = batch_stats.pop("teacher", None)
+    batch_stats = {**state.batch_stats, **batch_stats}  # Groups the loss does not return stay (a frozen network).
     next_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
     if state.ema is not None:
       rate = ema_options.rate(state.step, total_steps)

@@ -25,7 +25,8 @@ class TrainState:
     step: int32 scalar, iterations done.
     params: {"classifier": backbone + heads, "generator": mask generator (methods that have one)}.
     batch_stats: {"classifier": ..., "generator": ... (a generator with BatchNorm)}, the running BatchNorm
-      statistics of the online networks.
+      statistics of the online networks; and "frozen": the variables of a fixed network the method reads
+      (AttentiveMix+), which no step changes.
     ema: the EMA network, {"params", "batch_stats"} (flax variables of the classifier), or None: the teacher
       of AdAutoMix, AutoMix and the semi-supervised methods (its statistics come from its own passes); for
       the other methods only with `config.ema.track` (its statistics an EMA of the classifier's).

@@ -36,13 +36,18 @@ AlignMix (`:alignmix`, docs/method.md#alignmix; OpenMixup's `r18_alignmix_CE_non
 either AlignMix of the last feature maps (Sinkhorn plan, eps 0.1, at most 100 iterations) or ManifoldMix,
 drawn with equal chances (config.alignmix). Published (OpenMixup, the authors' implementation): R18 81.71 at
 1,200 epochs (`:alignmix,e1200`); no 200-800 epoch numbers.
+AttentiveMix+ (`:attentivemix`, docs/method.md#attentivemix; OpenMixup's `r18_attentivemix_CE_none.py`): alpha 2;
+each image keeps the floor(49 lam) cells of a 7x7 grid that an ImageNet-pretrained ResNet-18 attends to most
+(images resized to 224 for it) and takes the rest from its partner. The network is not downloaded: convert
+torchvision's weights once (adamix_jax/models/pretrained.py) and add
+`--config.attentivemix.pretrained=resnet18.npz`. Expected R18 79.62 / 80.14 / 78.91, RX50 81.69 / 81.53 / 80.54.
 Add the DM loss with `--config.loss.dm.eta=0.1` (configs/cifar100_dm.py holds the official per-method DM
 settings).
 
 Variants (`configs/cifar100.py:VARIANT[,VARIANT...]`):
   adautomix (default), automix (alpha 2, nearest masks), samix (alpha 2), erm, mixup (alpha 1), cutmix (0.2),
   fmix (0.2), resizemix (1), saliencymix (0.2), gridmix (0.2), smoothmix (0.2), manifoldmix (2), puzzlemix (1),
-  alignmix (2): the method, with OpenMixup's benchmark alphas.
+  alignmix (2), attentivemix (2): the method, with OpenMixup's benchmark alphas.
   r18 (default), rx50: the backbone.
   e200, e400, e800 (default), e1200: epochs.
   smoke: 1 epoch on 1,000 training and 1,000 test images at width 16, to check a setup.
@@ -53,7 +58,7 @@ from adamix_jax.config import base_config
 METHOD_ALPHA = {
   "adautomix": 1.0, "automix": 2.0, "samix": 2.0, "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "fmix": 0.2,
   "resizemix": 1.0, "saliencymix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "manifoldmix": 2.0, "puzzlemix": 1.0,
-  "alignmix": 2.0,
+  "alignmix": 2.0, "attentivemix": 2.0,
 }  # fmt: skip
 BACKBONES = {"r18": "cifar_resnet18", "rx50": "cifar_resnext50_32x4d"}
 LENGTHS = {"e200": 200, "e400": 400, "e800": 800, "e1200": 1200}

@@ -12,7 +12,9 @@ Variants (`configs/cifar100_vit.py:<BACKBONE>_<METHOD>[,e600][,smoke]`):
     alpha 1 with TransMix's attention lambda); puzzlemix (alpha 2, OpenMixup's CIFAR PuzzleMix settings; at 224
     the reference's ImageNet std for its smoothness term); alignmix (Swin-T and ConvNeXt-T: alpha 2, each step
     AlignMix of the last feature maps or MixUp of the images; ConvNeXt-T's heads pool its normed map,
-    config.model.norm_before_pool); erm ("Vanilla").
+    config.model.norm_before_pool); attentivemix (alpha 2, the attention of an ImageNet ResNet-50 at 224: add
+    --config.attentivemix.pretrained=resnet50.npz, adamix_jax/models/pretrained.py says how to make it); erm
+    ("Vanilla").
   e200 (default), e600: epochs. smoke: 1 epoch (no warm-up) on 1,000 images at a narrow width, to check
     a setup.
 
@@ -26,6 +28,7 @@ others: online/one):
   | transmix  | 76.17 / 79.33 | (81.33 / 84.45: needs attention a Swin does not have) | - |
   | puzzlemix | 73.60 / 81.01 | 80.33 / 84.74 | 82.29 / 84.17 |
   | alignmix  | -             | 78.91 / 83.34 | 80.88 / 83.03 |
+  | attentivemix | 75.89 / 80.33 | 81.13 / 83.69 | 82.59 / 83.04 |
   | adautomix | -             | 84.33 / 85.34 | 83.54 / -     |
 
 The recipe (OpenMixup's `configs/classification/cifar100/{adautomix/vit, mixups/vits}`): batch 100; AdamW
@@ -52,7 +55,7 @@ sampling is PIL's nearest neighbour (data/rand_augment.py).
 from adamix_jax.config import base_config, random_resized_crop_recipe
 
 BACKBONES = {"deit_s": "deit_s", "swin_t": "swin_t", "convnext_t": "convnext_t_cifar"}
-METHODS = ("adautomix", "deit", "mixup", "cutmix", "transmix", "puzzlemix", "alignmix", "erm")
+METHODS = ("adautomix", "deit", "mixup", "cutmix", "transmix", "puzzlemix", "alignmix", "attentivemix", "erm")
 LENGTHS = {"e200": 200, "e600": 600}
 DROP_PATH = {"deit_s": 0.1, "swin_t": 0.2, "convnext_t": 0.3}
 SMOKE_WIDTH = {"deit_s": 48, "swin_t": 24, "convnext_t": 24}
@@ -68,6 +71,7 @@ MIXUP_ALPHA = {
   "transmix": 0.8,
   "puzzlemix": 2.0,
   "alignmix": 2.0,
+  "attentivemix": 2.0,
   "adautomix": 1.0,
   "erm": 1.0,
 }
@@ -125,6 +129,8 @@ def _baseline(config, backbone: str, method: str) -> None:
   elif method == "alignmix":  # OpenMixup's mix_mode=["mixup", "alignmix"]; ConvNeXt's gap_before_final_norm=False.
     config.alignmix.alternate = "mixup"
     config.model.norm_before_pool = backbone == "convnext_t"
+  elif method == "attentivemix":  # OpenMixup's backbone_k: torchvision's ResNet-50.
+    config.attentivemix.backbone = "resnet50"
 
 
 def get_config(variants: str = "swin_t_adautomix"):

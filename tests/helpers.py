@@ -1,7 +1,10 @@
-"""What tests share: a tiny config of the embedded dataset and a tiny run built from it.
+"""What tests share: a tiny config of the embedded dataset, a tiny run built from it, and torchvision-style
+ResNet weights.
 
 from helpers import tiny_config, tiny_run
 """
+
+import numpy as np
 
 from adamix_jax import data, sharding, steps
 from adamix_jax.config import base_config, set_path
@@ -37,3 +40,46 @@ def tiny_run(config, total_steps: int = 10):
     experiment.method, experiment.nets, experiment.tx, experiment.parts.ema, info, mesh, total_steps
   )
   return mesh, experiment, experiment.init(), train_step
+
+
+def torchvision_state(rng, bottleneck: bool, stage_sizes, width: int, groups: int, width_per_group: int):
+  """A random state dict with torchvision's keys and shapes (OIHW convolutions), written from its layout."""
+  state = {}
+
+  def conv(key, out_channels, in_channels, k):
+    state[key] = rng.normal(0, np.sqrt(2 / (in_channels * k * k)), (out_channels, in_channels, k, k))
+
+  def bn(key, channels):
+    state[f"{key}.weight"] = rng.uniform(0.5, 1.5, channels)
+    state[f"{key}.bias"] = rng.normal(0, 0.1, channels)
+    state[f"{key}.running_mean"] = rng.normal(0, 0.1, channels)
+    state[f"{key}.running_var"] = rng.uniform(0.5, 1.5, channels)
+    state[f"{key}.num_batches_tracked"] = np.array(7)
+
+  conv("conv1.weight", width, 3, 7)
+  bn("bn1", width)
+  inplanes, expansion = width, 4 if bottleneck else 1
+  for stage, blocks in enumerate(stage_sizes, start=1):
+    planes = width * 2 ** (stage - 1)
+    for index in range(blocks):
+      prefix = f"layer{stage}.{index}"
+      stride = 2 if stage > 1 and index == 0 else 1
+      if bottleneck:
+        mid = int(planes * width_per_group / 64) * groups
+        conv(f"{prefix}.conv1.weight", mid, inplanes, 1)
+        conv(f"{prefix}.conv2.weight", mid, mid // groups, 3)
+        conv(f"{prefix}.conv3.weight", planes * 4, mid, 1)
+        for number, channels in ((1, mid), (2, mid), (3, planes * 4)):
+          bn(f"{prefix}.bn{number}", channels)
+      else:
+        conv(f"{prefix}.conv1.weight", planes, inplanes, 3)
+        conv(f"{prefix}.conv2.weight", planes, planes, 3)
+        bn(f"{prefix}.bn1", planes)
+        bn(f"{prefix}.bn2", planes)
+      if stride != 1 or inplanes != planes * expansion:
+        conv(f"{prefix}.downsample.0.weight", planes * expansion, inplanes, 1)
+        bn(f"{prefix}.downsample.1", planes * expansion)
+      inplanes = planes * expansion
+  state["fc.weight"] = rng.normal(size=(10, inplanes))
+  state["fc.bias"] = rng.normal(size=10)
+  return {key: np.asarray(value, np.float32 if value.ndim else np.int64) for key, value in state.items()}

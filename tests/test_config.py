@@ -19,8 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (
       "method",
       "mixupp",
-      "Valid choices: adautomix, alignmix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, gridmix, "
-      "manifoldmix, mixup, puzzlemix, resizemix, saliencymix, samix, smoothmix, transmix",
+      "Valid choices: adautomix, alignmix, attentivemix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, "
+      "gridmix, manifoldmix, mixup, puzzlemix, resizemix, saliencymix, samix, smoothmix, transmix",
     ),
     ("mixup.gridmix_n_holes", (0, 6), r"gridmix_n_holes = \(0, 6\) must be a \(low, high\) pair with 1 <= low"),
     ("mixup.gridmix_cut_aspect_ratio", (2.0, 0.5), r"must be a \(low, high\) pair with 0 < low <= high"),
@@ -151,8 +151,8 @@ def test_config_variants():
     for bad in ("fast", "e0"):
       with pytest.raises(
         ValueError,
-        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, puzzlemix, alignmix, automix, samix, adautomix, "
-        "dm, swin, convnext",
+        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, puzzlemix, alignmix, attentivemix, automix, "
+        "samix, adautomix, dm, swin, convnext",
       ):
         quickstart.get_config(bad)
     with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):

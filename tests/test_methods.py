@@ -8,8 +8,10 @@ from helpers import tiny_config, tiny_run
 from adamix_jax import data, losses, methods, mixing, pictures, sharding
 from adamix_jax.images import denormalize, normalize
 
-STATIC = sorted(
-  name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and cls.backbones is None
+STATIC = sorted(  # (AttentiveMix+ reads a network file: test_attentivemix.py trains it.)
+  name
+  for name, cls in methods.METHODS.items()
+  if issubclass(cls, methods.StaticMixup) and cls.backbones is None and not cls.reads_network_file
 )
 # What a method needs on the embedded 28x28 grey images beyond the defaults.
 GREY_28 = {"puzzlemix": {"puzzlemix.blocks": (2, 4), "puzzlemix.neigh_size": 7, "puzzlemix.pixel_std": (0.353,)}}

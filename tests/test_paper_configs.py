@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import torchvision_state
 from test_image_data import write_folder_dataset
-from test_pretrained import _torchvision_state
 
 from adamix_jax import data, sharding, train
 from adamix_jax.config import ConfigError, set_path
@@ -94,7 +94,7 @@ def folder_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_fine_grained_run_starts_from_the_pretrained_backbone(folder_dir, tmp_path):
-  weights = _torchvision_state(np.random.default_rng(0), False, (2, 2, 2, 2), 8, 1, 64)
+  weights = torchvision_state(np.random.default_rng(0), False, (2, 2, 2, 2), 8, 1, 64)
   np.savez(tmp_path / "resnet18.npz", **weights)
   config = _shrink(
     _load("fine_grained").get_config("aircraft_r18"), folder_dir, **{"model.pretrained": str(tmp_path / "resnet18.npz")}

@@ -6,53 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import torchvision_state
 from jax import lax
 
 from adamix_jax.models import pretrained
 from adamix_jax.models.resnet import BasicBlock, Bottleneck, ResNet
-
-
-def _torchvision_state(rng, bottleneck: bool, stage_sizes, width: int, groups: int, width_per_group: int):
-  """A random state dict with torchvision's keys and shapes (OIHW convolutions), written from its layout."""
-  state = {}
-
-  def conv(key, out_channels, in_channels, k):
-    state[key] = rng.normal(0, np.sqrt(2 / (in_channels * k * k)), (out_channels, in_channels, k, k))
-
-  def bn(key, channels):
-    state[f"{key}.weight"] = rng.uniform(0.5, 1.5, channels)
-    state[f"{key}.bias"] = rng.normal(0, 0.1, channels)
-    state[f"{key}.running_mean"] = rng.normal(0, 0.1, channels)
-    state[f"{key}.running_var"] = rng.uniform(0.5, 1.5, channels)
-    state[f"{key}.num_batches_tracked"] = np.array(7)
-
-  conv("conv1.weight", width, 3, 7)
-  bn("bn1", width)
-  inplanes, expansion = width, 4 if bottleneck else 1
-  for stage, blocks in enumerate(stage_sizes, start=1):
-    planes = width * 2 ** (stage - 1)
-    for index in range(blocks):
-      prefix = f"layer{stage}.{index}"
-      stride = 2 if stage > 1 and index == 0 else 1
-      if bottleneck:
-        mid = int(planes * width_per_group / 64) * groups
-        conv(f"{prefix}.conv1.weight", mid, inplanes, 1)
-        conv(f"{prefix}.conv2.weight", mid, mid // groups, 3)
-        conv(f"{prefix}.conv3.weight", planes * 4, mid, 1)
-        for number, channels in ((1, mid), (2, mid), (3, planes * 4)):
-          bn(f"{prefix}.bn{number}", channels)
-      else:
-        conv(f"{prefix}.conv1.weight", planes, inplanes, 3)
-        conv(f"{prefix}.conv2.weight", planes, planes, 3)
-        bn(f"{prefix}.bn1", planes)
-        bn(f"{prefix}.bn2", planes)
-      if stride != 1 or inplanes != planes * expansion:
-        conv(f"{prefix}.downsample.0.weight", planes * expansion, inplanes, 1)
-        bn(f"{prefix}.downsample.1", planes * expansion)
-      inplanes = planes * expansion
-  state["fc.weight"] = rng.normal(size=(10, inplanes))
-  state["fc.bias"] = rng.normal(size=10)
-  return {key: np.asarray(value, np.float32 if value.ndim else np.int64) for key, value in state.items()}
 
 
 def _torchvision_forward(state, x, bottleneck: bool, stage_sizes, groups: int):
@@ -99,7 +57,7 @@ def test_loaded_backbone_computes_what_torchvision_computes(
   tmp_path, bottleneck, stage_sizes, width, groups, width_per_group
 ):
   rng = np.random.default_rng(0)
-  state = _torchvision_state(rng, bottleneck, stage_sizes, width, groups, width_per_group)
+  state = torchvision_state(rng, bottleneck, stage_sizes, width, groups, width_per_group)
   path = str(tmp_path / "weights.npz")
   np.savez(path, **state)
   block = Bottleneck if bottleneck else BasicBlock
@@ -116,7 +74,7 @@ def test_loaded_backbone_computes_what_torchvision_computes(
 
 def test_mismatched_weights_are_named(tmp_path):
   rng = np.random.default_rng(0)
-  state = _torchvision_state(rng, False, (2, 2, 2, 2), 8, 1, 64)
+  state = torchvision_state(rng, False, (2, 2, 2, 2), 8, 1, 64)
   model = ResNet(BasicBlock, (2, 2, 2, 2), "imagenet", 16)
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), np.zeros((1, 32, 32, 3)))
   np.savez(tmp_path / "narrow.npz", **state)

@@ -88,6 +88,8 @@ def test_a_run_that_does_not_mix_says_so_and_shows_a_chosen_static_mixup(tfds_di
   assert lams[0] == described["lams"] and lams[1] != described["lams"]  # The seed draws the mixing.
   with pytest.raises(ValueError, match="needs a run trained with it"):
     visualize.render_checkpoint(str(tmp_path), method="adautomix")
+  with pytest.raises(ValueError, match="reads a network of its own"):
+    visualize.render_checkpoint(str(tmp_path), method="attentivemix")
   with pytest.raises(ValueError, match="Valid choices: adautomix"):
     visualize.render_checkpoint(str(tmp_path), method="mixupp")
 

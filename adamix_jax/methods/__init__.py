@@ -5,6 +5,7 @@ method = METHODS[config.method].from_config(config, total_steps)   # its options
 
 from adamix_jax.methods.adautomix import AdAutoMix
 from adamix_jax.methods.alignmix import AlignMix
+from adamix_jax.methods.attentivemix import AttentiveMix
 from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
 from adamix_jax.methods.erm import ERM
@@ -38,6 +39,7 @@ METHODS: dict[str, type[Method]] = {
     GridMix,
     SmoothMix,
     PuzzleMix,
+    AttentiveMix,
     ManifoldMix,
     AlignMix,
     DeiTMixup,
@@ -64,6 +66,7 @@ __all__ = [
   "TransMix",
   "AdAutoMix",
   "AlignMix",
+  "AttentiveMix",
   "AutoMix",
   "SAMix",
   "DMixMatch",

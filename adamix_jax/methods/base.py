@@ -26,10 +26,13 @@ class SupervisedOptions(Options):
 
 @dataclasses.dataclass(frozen=True)
 class Networks:
-  """The Flax modules of a run: the classifier (also the EMA network's architecture), and a generator."""
+  """The Flax modules of a run: the classifier (also the EMA network's architecture), a generator, and a
+  fixed network the method only reads (AttentiveMix+'s pretrained backbone; its variables are the
+  batch_stats group "frozen", never updated)."""
 
   classifier: Classifier
   generator: nn.Module | None = None
+  frozen: nn.Module | None = None
 
 
 class Method(abc.ABC):
@@ -82,6 +85,12 @@ class Method(abc.ABC):
     """Initial (params, batch_stats), each {group: tree}, from a sample batch `images` [B, H, W, C]."""
     variables = nets.classifier.init(rng, images, train=False)
     return {"classifier": variables["params"]}, {"classifier": variables.get("batch_stats", {})}
+
+  def load_variables(self, abstract_stats: dict) -> dict:
+    """batch_stats groups {group: tree} read from files (outside jit), replacing the initial ones when a run
+    starts; `abstract_stats` gives their structure and shapes. None here; AttentiveMix+ reads its network."""
+    del abstract_stats
+    return {}
 
   def preview(self, nets: Networks, state: Any, images: jax.Array, labels: jax.Array, rng: jax.Array):
     """The method's mixed samples of normalised `images` [B, H, W, C], for pictures (TensorBoard, notebooks).

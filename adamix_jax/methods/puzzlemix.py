@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from adamix_jax import generators, mixing
 from adamix_jax import puzzlemix as puzzle_ops
 from adamix_jax.config import ConfigError
-from adamix_jax.methods.base import Networks, drop_path_rngs
+from adamix_jax.methods.base import Networks
 from adamix_jax.methods.static_mixup import StaticMixup, StaticMixupOptions
 from adamix_jax.options import option
 
@@ -108,8 +108,4 @@ class PuzzleMix(StaticMixup):
   def forward(self, nets, variables, batch, mix_key, rng):
     images, labels = batch["images"], batch["labels"]
     saliency = self.saliency(nets, jax.lax.stop_gradient(variables), images, labels)
-    mixed = self.mix(images, labels, mix_key, saliency)
-    output, updates = nets.classifier.apply(
-      variables, mixed.images, train=True, mutable=["batch_stats"], rngs=drop_path_rngs(rng)
-    )
-    return output.logits["one"], mixed.labels, mixed.lams, updates.get("batch_stats", {})
+    return self.classify(nets, variables, self.mix(images, labels, mix_key, saliency), rng)

@@ -68,6 +68,7 @@ class StaticMixup(Method):
   head_names = ("one",)
   accepts_dm = True
   mixes_images = True  # False: it mixes hidden features (`preview` gives None).
+  reads_network_file = False  # True: it needs a network of its own (a file), so it cannot mix any run's images.
   Options = StaticMixupOptions
 
   def operator(self):
@@ -91,7 +92,10 @@ class StaticMixup(Method):
   def forward(self, nets, variables, batch, mix_key, rng):
     """(logits of head_one [B, C], labels [2, B], lams [2, B], updated batch_stats) of the batch mixed from
     `mix_key`; `rng` gives the pass its drop-path key."""
-    mixed = self.mix(batch["images"], batch["labels"], mix_key)
+    return self.classify(nets, variables, self.mix(batch["images"], batch["labels"], mix_key), rng)
+
+  def classify(self, nets, variables, mixed: mixing.MixResult, rng):
+    """The classifier's train-mode pass on a mixed batch: as `forward` returns it."""
     output, updates = nets.classifier.apply(
       variables, mixed.images, train=True, mutable=["batch_stats"], rngs=drop_path_rngs(rng)
     )

@@ -96,6 +96,7 @@ METHODS = {
   "deit": {"method": "deit", "mixup.alpha": 0.8},
   "puzzlemix": {"method": "puzzlemix", "puzzlemix.pixel_std": (0.353,)},  # (The embedded images are grey.)
   "alignmix": {"method": "alignmix", "mixup.alpha": 2.0},
+  # AttentiveMix+ needs a network file (--config.attentivemix.pretrained): not in the default list.
   "automix": {"method": "automix"},
   "samix": {"method": "samix"},
   "adautomix_n2": {"method": "adautomix", "adautomix.num_mix": 2},

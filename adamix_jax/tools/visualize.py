@@ -24,14 +24,24 @@ from adamix_jax.sharding import host_value
 
 
 def _image_mixups() -> list[str]:
-  """The static mixups that mix images (not ManifoldMix, AlignMix): any run's images can show them."""
-  return [name for name, cls in methods.METHODS.items() if issubclass(cls, methods.StaticMixup) and cls.mixes_images]
+  """The static mixups that mix images (not ManifoldMix, AlignMix) with nothing but the run (not AttentiveMix+,
+  which reads a network of its own): any run's images can show them."""
+  return [
+    name
+    for name, cls in methods.METHODS.items()
+    if issubclass(cls, methods.StaticMixup) and cls.mixes_images and not cls.reads_network_file
+  ]
 
 
 def _stand_in(config, name: str):
   """A static mixup `name` on `config`'s run, to show what it would make of that run's images."""
   if name not in methods.METHODS:
     raise ValueError(f"--method {name!r} is not known. Valid choices: {', '.join(sorted(methods.METHODS))}.")
+  if name not in _image_mixups() and issubclass(methods.METHODS[name], methods.StaticMixup):
+    raise ValueError(
+      f"--method {name!r} cannot mix this run's images: it mixes hidden features or reads a network of its own. "
+      f"Train a run with --config.method={name}, or choose: {', '.join(_image_mixups())}."
+    )
   if not issubclass(methods.METHODS[name], methods.StaticMixup):
     raise ValueError(
       f"--method {name!r} needs a run trained with it (its networks make the mixing); this run is "

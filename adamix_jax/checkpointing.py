@@ -180,6 +180,11 @@ class Checkpoints:
     """{"params/classifier/...": shape} of every array the checkpoint at `step` holds (from its metadata only)."""
     return leaf_shapes(self.manager.item_metadata(step)["state"])
 
+  def restore_tree(self, step: int) -> dict[str, Any]:
+    """The state saved at `step` as nested dicts of arrays, without a target: to read part of another run
+    (AttentiveMix+ reads a run's backbone) whose TrainState need not be built."""
+    return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+
   def read_meta(self, step: int) -> dict[str, Any]:
     """The JSON meta (config, input position, evaluation history) of the checkpoint at `step`."""
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta

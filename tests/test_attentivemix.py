@@ -12,6 +12,7 @@ from helpers import tiny_config, tiny_run, torchvision_state
 
 from adamix_jax import attentivemix, mixing, sharding, train
 from adamix_jax.config import ConfigError
+from adamix_jax.experiment import load_run
 from adamix_jax.methods.attentivemix import FROZEN
 from adamix_jax.validation import validate
 
@@ -94,6 +95,10 @@ def test_a_run_of_ours_can_be_the_attending_network(tfds_dir, tmp_path):
   assert experiment.nets.frozen.width == 4  # The run's backbone, not the .npz's resnet18.
   summary = train.train_and_evaluate(config, str(tmp_path / "attentivemix"))
   assert summary["steps"] == 20 and 0 <= summary["reported_top1"] <= 100
+  # The checkpoint holds the attending network: a resumed run goes on with it, whatever the source holds.
+  saved = load_run(str(tmp_path / "attentivemix")).state.batch_stats[FROZEN]
+  source = load_run(str(tmp_path / "erm")).state
+  jax.tree.map(np.testing.assert_array_equal, saved["params"], source.params["classifier"]["backbone"])
 
 
 @pytest.mark.parametrize(

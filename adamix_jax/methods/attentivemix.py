@@ -13,7 +13,8 @@ Per step, on each device's shard:
      mixup cross-entropy (or DM).
 
 The network's variables live in the state's batch_stats as the group "frozen": read from the file when a
-run starts, saved with every checkpoint (a resumed run needs no file), never updated.
+run starts, saved with every checkpoint (a resumed run goes on with the network it started with, whatever
+the file holds now), never updated.
 """
 
 import dataclasses
@@ -23,10 +24,13 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import attentivemix as attentive_ops
-from adamix_jax import mixing
+from adamix_jax import config as config_lib
+from adamix_jax import mixing, models
+from adamix_jax.checkpointing import Checkpoints
 from adamix_jax.config import ConfigError
 from adamix_jax.methods.base import Networks
 from adamix_jax.methods.static_mixup import StaticMixup, StaticMixupOptions
+from adamix_jax.models import pretrained
 from adamix_jax.options import option
 
 FROZEN = "frozen"  # The batch_stats group of the attending network's variables.
@@ -39,24 +43,15 @@ class AttentiveMixOptions(StaticMixupOptions):
   attentive: attentive_ops.AttentiveMixOptions = option("attentivemix")
 
 
-def _saved_run(workdir: str):
-  from adamix_jax.experiment import load_run  # A run of ours as the network; experiment imports the methods.
-
-  return load_run(workdir)
-
-
-def _saved_model(workdir: str):
-  """The model options of the run saved in `workdir` (its latest checkpoint's config)."""
-  from adamix_jax import config as config_lib
-  from adamix_jax.checkpointing import Checkpoints
-  from adamix_jax.models import ModelOptions
-
+def _saved_run(workdir: str) -> tuple:
+  """(the model options, the saved state as nested dicts) of the latest checkpoint of the run in `workdir`."""
   checkpoints = Checkpoints(workdir, read_only=True)
   try:
     step = checkpoints.latest_step()
     if step is None:
-      raise FileNotFoundError(f"config.attentivemix.pretrained = {workdir!r} holds no checkpoint: train it first.")
-    return ModelOptions.from_config(config_lib.from_saved(checkpoints.read_meta(step)["config"]))
+      raise ConfigError(f"config.attentivemix.pretrained = {workdir!r} holds no checkpoint: train that run first.")
+    config = config_lib.from_saved(checkpoints.read_meta(step)["config"])
+    return models.ModelOptions.from_config(config), checkpoints.restore_tree(step)
   finally:
     checkpoints.close()
 
@@ -75,10 +70,8 @@ class AttentiveMix(StaticMixup):
   def make_networks(self, classifier, image_shape):
     """The classifier and the frozen attending backbone: the .npz's `attentivemix.backbone`, or the saved
     run's backbone."""
-    from adamix_jax import models
-
     if self._from_run:
-      saved = _saved_model(self.options.attentive.pretrained)
+      saved, _ = _saved_run(self.options.attentive.pretrained)
       frozen = models.make_backbone(**saved.architecture(), init=saved.init)
     else:
       frozen = models.make_backbone(self.options.attentive.backbone)
@@ -101,24 +94,21 @@ class AttentiveMix(StaticMixup):
 
   def load_variables(self, abstract_stats):
     """The attending network's variables: from the torchvision .npz, or from the saved run's classifier."""
-    from adamix_jax.models import pretrained
-
-    source = self.options.attentive.pretrained
-    if self._from_run:
-      state = _saved_run(source).state
-      variables = {"params": state.params["classifier"]["backbone"]}
-      if "backbone" in state.batch_stats["classifier"]:
-        variables["batch_stats"] = state.batch_stats["classifier"]["backbone"]
-      variables = jax.device_get(variables)
-      if jax.tree.map(jnp.shape, variables) != jax.tree.map(jnp.shape, abstract_stats[FROZEN]):
-        raise ConfigError(
-          f"config.attentivemix.pretrained = {source!r}: that run's network does not take this run's images "
-          "(its variables differ in shape, e.g. in the input channels). Use a run on the same kind of images."
-        )
-      return {FROZEN: variables}
-    abstract = abstract_stats[FROZEN]
-    params, batch_stats = pretrained.load_torchvision(source, abstract["params"], abstract["batch_stats"])
-    return {FROZEN: {"params": params, "batch_stats": batch_stats}}
+    source, abstract = self.options.attentive.pretrained, abstract_stats[FROZEN]
+    if not self._from_run:
+      params, batch_stats = pretrained.load_torchvision(source, abstract["params"], abstract["batch_stats"])
+      return {FROZEN: {"params": params, "batch_stats": batch_stats}}
+    _, state = _saved_run(source)
+    variables = {"params": state["params"]["classifier"]["backbone"]}
+    if "backbone" in state["batch_stats"]["classifier"]:
+      variables["batch_stats"] = state["batch_stats"]["classifier"]["backbone"]
+    variables = jax.device_get(variables)
+    if jax.tree.map(jnp.shape, variables) != jax.tree.map(jnp.shape, abstract):
+      raise ConfigError(
+        f"config.attentivemix.pretrained = {source!r}: that run's network does not take this run's images "
+        "(its variables differ in shape, e.g. in the input channels). Use a run on the same kind of images."
+      )
+    return {FROZEN: variables}
 
   def features(self, nets: Networks, variables: dict, images: jax.Array) -> jax.Array:
     """The frozen network's last feature map [B, h, w, c] of images [B, H, W, C], without gradient."""

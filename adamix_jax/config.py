@@ -176,6 +176,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.attentivemix.input_size = 224  # Images resized (bilinear) to this for it; 0: as they are.
   config.attentivemix.top_k = 0  # Cells each image keeps; 0: floor(cells x lam) (AttentiveMix+).
 
+  # docs/method.md#smmix: SMMix's squares of patches on DeiT (OpenMixup's DeiT-S settings).
+  config.smmix = ml_collections.ConfigDict()
+  config.smmix.side_ratios = (0.25, 0.75)  # Square sides drawn from these shares of the token grid's side.
+  config.smmix.prob = 0.8  # Share of the steps that run SMMix; the rest MixUp with mixup.alpha.
+
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0  # eps: targets (1 - eps) * target + eps / C (supervised methods).
   config.loss.dm = ml_collections.ConfigDict()  # docs/method.md#decoupled-mixup; eta = 0 turns it off.

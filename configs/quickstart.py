@@ -12,17 +12,19 @@ Measured on a 2-core CPU: ERM 84.35% top-1 (online/one) with jax 0.10.2, 84.50% 
 
 Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
   erm (default), mixup (alpha 1), cutmix (0.2), gridmix (0.2), smoothmix (0.2), puzzlemix (1), alignmix (2),
-    attentivemix (2), automix, samix, adautomix: the method, with configs/cifar100.py's alphas, learning-rate
-    floors and generator settings (PuzzleMix on the 28x28 images: 2 or 4 blocks a side and neighbourhoods of
-    7, which tile 28, and the data's grey std; AttentiveMix+ with no ImageNet network at hand: the attention
-    of the ERM quickstart's network, runs/quickstart, trained first, on the images as they are);
+    attentivemix (2), smmix (1; with deit), automix, samix, adautomix: the method, with configs/cifar100.py's
+    alphas, learning-rate floors and generator settings (PuzzleMix on the 28x28 images: 2 or 4 blocks a side
+    and neighbourhoods of 7, which tile 28, and the data's grey std; AttentiveMix+ with no ImageNet network
+    at hand: the attention of the ERM quickstart's network, runs/quickstart, trained first, on the images as
+    they are);
   dm: adds the Decoupled Mixup loss with the method's official CIFAR ResNet-18 setting (mixup and cutmix;
     configs/cifar100_dm.py, which also sets alpha 0.2);
   e<N>: N epochs instead of 8 (e.g. e24);
-  swin, convnext: a small Swin-T (width 24, 4x4 windows) or ConvNeXt-T (width 24) instead of the ResNet,
-    on 32x32 inputs (random-resized crops of the 28x28 images, scale 0.35-1, with flips) and the first
-    2,000 training images, so that a transformer-era backbone trains end to end in minutes on a CPU:
-    `configs/quickstart.py:adautomix,swin,e10` (docs/training.md, "On a CPU in minutes").
+  swin, convnext, deit: a small Swin-T (width 24, 4x4 windows), ConvNeXt-T (width 24) or DeiT-S (width 48,
+    64x64 inputs: 4x4 patches of 16 pixels) instead of the ResNet, on 32x32 inputs (random-resized crops of
+    the 28x28 images, scale 0.35-1, with flips) and the first 2,000 training images, so that a
+    transformer-era backbone trains end to end in minutes on a CPU: `configs/quickstart.py:adautomix,swin,e10`
+    (docs/training.md, "On a CPU in minutes"), `configs/quickstart.py:smmix,deit,e10`.
 
 AdAutoMix, AutoMix and SAMix here have a faster EMA teacher than the paper's: momentum 0.99 -> 0.999 instead of
 0.999 -> 0.999999, a named short-run deviation. The paper's schedule is made for 400,000 steps: its
@@ -36,21 +38,22 @@ from adamix_jax.config import base_config, official_dm_recipe
 
 METHOD_ALPHA = {
   "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "puzzlemix": 1.0, "alignmix": 2.0,
-  "attentivemix": 2.0, "automix": 2.0, "samix": 2.0, "adautomix": 1.0,
+  "attentivemix": 2.0, "smmix": 1.0, "automix": 2.0, "samix": 2.0, "adautomix": 1.0,
 }  # fmt: skip
 LEARNED = ("automix", "samix", "adautomix")
-SMALL_BACKBONES = {"swin": "swin_t", "convnext": "convnext_t"}
+SMALL_BACKBONES = {"swin": "swin_t", "convnext": "convnext_t", "deit": "deit_s"}
 
 
 def small_backbone(config, name: str) -> None:
-  """A narrow transformer-era backbone on 32x32 crops of the first 2,000 images (the variants swin, convnext)."""
+  """A narrow transformer-era backbone on 32x32 crops (DeiT-S: 64x64, a 4x4 grid of its 16-pixel patches) of the
+  first 2,000 images (the variants swin, convnext, deit)."""
   config.model.name = name
-  config.model.width = 24
+  config.model.width = 48 if name == "deit_s" else 24  # (DeiT-S's 6 heads of 8 channels.)
   if name == "swin_t":
     config.model.window = 4  # 32 / 4 = 8 tokens a side in the first stage: 2 x 2 windows of 4 x 4.
   config.data.augment = "random_resized_crop"
   config.data.crop_scale = (0.35, 1.0)
-  config.data.image_size = 32
+  config.data.image_size = 64 if name == "deit_s" else 32
   config.data.max_train_examples = 2000
 
 

@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
       "method",
       "mixupp",
       "Valid choices: adautomix, alignmix, attentivemix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, "
-      "gridmix, manifoldmix, mixup, puzzlemix, resizemix, saliencymix, samix, smoothmix, transmix",
+      "gridmix, manifoldmix, mixup, puzzlemix, resizemix, saliencymix, samix, smmix, smoothmix, transmix",
     ),
     ("mixup.gridmix_n_holes", (0, 6), r"gridmix_n_holes = \(0, 6\) must be a \(low, high\) pair with 1 <= low"),
     ("mixup.gridmix_cut_aspect_ratio", (2.0, 0.5), r"must be a \(low, high\) pair with 0 < low <= high"),
@@ -34,6 +34,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("adautomix.lam_margin", 2.0, "config.adautomix.lam_margin = 2.0 must lie in"),
     ("adautomix.num_mix", 1, "config.adautomix.num_mix = 1 must be >= 2"),
     ("automix.mask_loss", -1.0, "config.automix.mask_loss = -1.0 must be >= 0"),
+    ("smmix.side_ratios", (0.5, 0.25), "must be a \\(low, high\\) pair with 0 < low <= high <= 1"),
+    ("smmix.prob", 1.5, "config.smmix.prob = 1.5 must lie in"),
     ("alignmix.eps", 0.0, "config.alignmix.eps = 0.0 must be > 0"),
     ("alignmix.max_iter", 0, "config.alignmix.max_iter = 0 must be an integer >= 1"),
     ("alignmix.alternate", "cutmix", "Valid choices: manifoldmix, mixup, none"),
@@ -62,6 +64,7 @@ def test_bad_values_are_rejected_with_choices(key, value, message):
   """Each part checks what it reads: the method's own options are checked on a run of that method."""
   config = base_config()
   methods = {"mixup": "manifoldmix", "adautomix": "adautomix", "automix": "automix", "alignmix": "alignmix"}
+  methods["smmix"] = "smmix"
   config.method = methods.get(key.split(".")[0], "erm")
   if key.startswith("generator"):
     config.method = "adautomix"
@@ -151,8 +154,8 @@ def test_config_variants():
     for bad in ("fast", "e0"):
       with pytest.raises(
         ValueError,
-        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, puzzlemix, alignmix, attentivemix, automix, "
-        "samix, adautomix, dm, swin, convnext",
+        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, puzzlemix, alignmix, attentivemix, smmix, "
+        "automix, samix, adautomix, dm, swin, convnext, deit",
       ):
         quickstart.get_config(bad)
     with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):

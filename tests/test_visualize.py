@@ -90,6 +90,8 @@ def test_a_run_that_does_not_mix_says_so_and_shows_a_chosen_static_mixup(tfds_di
     visualize.render_checkpoint(str(tmp_path), method="adautomix")
   with pytest.raises(ValueError, match="reads a network of its own"):
     visualize.render_checkpoint(str(tmp_path), method="attentivemix")
+  with pytest.raises(ValueError, match="runs on deit_s; this run's backbone is 'cifar_resnet18'"):
+    visualize.render_checkpoint(str(tmp_path), method="smmix")
   with pytest.raises(ValueError, match="Valid choices: adautomix"):
     visualize.render_checkpoint(str(tmp_path), method="mixupp")
 

@@ -72,8 +72,8 @@ def test_every_variant_validates(tmp_path):
   weights.write_bytes(b"")
   for backbone in cifar100_vit.BACKBONES:
     for method in cifar100_vit.METHODS:
-      if (method == "transmix") != (backbone == "deit_s") and method in ("transmix", "alignmix"):
-        continue  # TransMix needs a class token; AlignMix a feature map where DeiT-S has its class token.
+      if method in ("transmix", "smmix") and backbone != "deit_s" or method == "alignmix" and backbone == "deit_s":
+        continue  # TransMix and SMMix need a class token; AlignMix a feature map where DeiT-S has its class token.
       for extra in ("", ",e600", ",smoke"):
         config = cifar100_vit.get_config(f"{backbone}_{method}{extra}")
         config.attentivemix.pretrained = str(weights)
@@ -87,6 +87,7 @@ def test_every_variant_validates(tmp_path):
   "variant, message",
   [
     ("swin_t_transmix", "has no class token. It runs on deit_s \\(deit_s_transmix\\); .* is swin_t_deit"),
+    ("swin_t_smmix", "has no class token. It runs on deit_s \\(deit_s_smmix\\)"),
     ("convnext_t_transmix", "convnext_t_deit"),
     ("deit_s_alignmix", "reads its class token. It runs on swin_t and convnext_t"),
     ("swin_t_fmix", "Valid choices: deit_s_adautomix, deit_s_deit, .* e200, e600, smoke"),

@@ -13,6 +13,7 @@ from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
 from adamix_jax.methods.puzzlemix import PuzzleMix
 from adamix_jax.methods.samix import SAMix
 from adamix_jax.methods.semisup import DMixMatch, FixMatch
+from adamix_jax.methods.smmix import SMMix
 from adamix_jax.methods.static_mixup import (
   CutMix,
   DeiTMixup,
@@ -44,6 +45,7 @@ METHODS: dict[str, type[Method]] = {
     AlignMix,
     DeiTMixup,
     TransMix,
+    SMMix,
     AutoMix,
     SAMix,
     AdAutoMix,
@@ -76,6 +78,7 @@ __all__ = [
   "Method",
   "Networks",
   "PuzzleMix",
+  "SMMix",
   "StaticMixup",
   "reported_head",
 ]

@@ -42,6 +42,12 @@ def _stand_in(config, name: str):
       f"--method {name!r} cannot mix this run's images: it mixes hidden features or reads a network of its own. "
       f"Train a run with --config.method={name}, or choose: {', '.join(_image_mixups())}."
     )
+  backbones = methods.METHODS[name].backbones
+  if backbones is not None and config.model.name not in backbones:
+    raise ValueError(
+      f"--method {name!r} runs on {', '.join(backbones)}; this run's backbone is {config.model.name!r}. Choose: "
+      f"{', '.join(_image_mixups())}."
+    )
   if not issubclass(methods.METHODS[name], methods.StaticMixup):
     raise ValueError(
       f"--method {name!r} needs a run trained with it (its networks make the mixing); this run is "

@@ -14,12 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from adamix_jax import mixing
-from adamix_jax.options import Options, option, unit_interval
-
-
-def _ratio_pair(pair) -> str | None:
-  ordered = len(pair) == 2 and 0 < pair[0] <= pair[1] <= 1
-  return None if ordered else "must be a (low, high) pair with 0 < low <= high <= 1"
+from adamix_jax.options import Options, option, ordered_range, unit_interval
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +22,7 @@ class SMMixOptions(Options):
   """`config.smmix`: the squares' sides and how often SMMix runs rather than MixUp."""
 
   section = "smmix"
-  side_ratios: tuple[float, float] = option("side_ratios", _ratio_pair)  # Square sides, as shares of the grid's.
+  side_ratios: tuple[float, float] = option("side_ratios", ordered_range())  # Square sides, as shares of the grid's.
   prob: float = option("prob", unit_interval)  # Share of the steps that run SMMix; the rest MixUp (mixup.alpha).
 
 

@@ -34,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("adautomix.lam_margin", 2.0, "config.adautomix.lam_margin = 2.0 must lie in"),
     ("adautomix.num_mix", 1, "config.adautomix.num_mix = 1 must be >= 2"),
     ("automix.mask_loss", -1.0, "config.automix.mask_loss = -1.0 must be >= 0"),
-    ("smmix.side_ratios", (0.5, 0.25), "must be a \\(low, high\\) pair with 0 < low <= high <= 1"),
+    ("smmix.side_ratios", (0.5, 0.25), "config.smmix.side_ratios = \\(0.5, 0.25\\) must satisfy 0.0 < low <= high"),
     ("smmix.prob", 1.5, "config.smmix.prob = 1.5 must lie in"),
     ("alignmix.eps", 0.0, "config.alignmix.eps = 0.0 must be > 0"),
     ("alignmix.max_iter", 0, "config.alignmix.max_iter = 0 must be an integer >= 1"),

@@ -43,15 +43,16 @@ class AttentiveMixOptions(StaticMixupOptions):
   attentive: attentive_ops.AttentiveMixOptions = option("attentivemix")
 
 
-def _saved_run(workdir: str) -> tuple:
-  """(the model options, the saved state as nested dicts) of the latest checkpoint of the run in `workdir`."""
+def _saved_run(workdir: str, state: bool = False) -> tuple:
+  """(the model options, with `state` the saved state as nested dicts, else None) of the latest checkpoint of
+  the run in `workdir`."""
   checkpoints = Checkpoints(workdir, read_only=True)
   try:
     step = checkpoints.latest_step()
     if step is None:
       raise ConfigError(f"config.attentivemix.pretrained = {workdir!r} holds no checkpoint: train that run first.")
     config = config_lib.from_saved(checkpoints.read_meta(step)["config"])
-    return models.ModelOptions.from_config(config), checkpoints.restore_tree(step)
+    return models.ModelOptions.from_config(config), checkpoints.restore_tree(step) if state else None
   finally:
     checkpoints.close()
 
@@ -98,7 +99,7 @@ class AttentiveMix(StaticMixup):
     if not self._from_run:
       params, batch_stats = pretrained.load_torchvision(source, abstract["params"], abstract["batch_stats"])
       return {FROZEN: {"params": params, "batch_stats": batch_stats}}
-    _, state = _saved_run(source)
+    _, state = _saved_run(source, state=True)
     variables = {"params": state["params"]["classifier"]["backbone"]}
     if "backbone" in state["batch_stats"]["classifier"]:
       variables["batch_stats"] = state["batch_stats"]["classifier"]["backbone"]

@@ -88,7 +88,7 @@ class Method(abc.ABC):
 
   def load_variables(self, abstract_stats: dict) -> dict:
     """batch_stats groups {group: tree} read from files (outside jit), replacing the initial ones when a run
-    starts; `abstract_stats` gives their structure and shapes. None here; AttentiveMix+ reads its network."""
+    starts; `abstract_stats` gives their structure and shapes. Nothing ({}) here; AttentiveMix+ reads its network."""
     del abstract_stats
     return {}
 

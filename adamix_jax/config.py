@@ -163,6 +163,20 @@ def base_config() -> ml_collections.ConfigDict:
   config.puzzlemix.transport_eps = 0.8  # Weight of the distance moved.
   config.puzzlemix.pixel_std = ()  # () : the reference's CIFAR-10 / ImageNet std (colour); else per channel.
 
+  # docs/method.md#co-mixup: Co-Mixup's joint labellings of a group (the authors' CIFAR-100 settings).
+  config.comixup = ml_collections.ConfigDict()
+  config.comixup.blocks = 4  # Blocks per side of each output's labelling grid.
+  config.comixup.part = 20  # Images mixed together: the batch is cut into groups of this many.
+  config.comixup.beta = 0.32  # Label smoothness (divided by blocks^2).
+  config.comixup.gamma = 1.0  # Weight of the overlap between outputs (diversity; divided by blocks^2).
+  config.comixup.thres = 0.83  # tau: an input's use by the other outputs counts above tau x blocks^2 blocks.
+  config.comixup.thres_type = "hard"  # "hard" (the whole use, above tau) or "soft" (the use beyond tau).
+  config.comixup.eta = 0.05  # Weight of the Dirichlet(mixup.alpha) prior over the inputs (divided by blocks^2).
+  config.comixup.omega = 0.001  # Weight of the inputs' compatibility (distance between their salient points).
+  config.comixup.resolve = True  # Push apart outputs that use the same inputs (set_resolve).
+  config.comixup.iterations = 4  # Passes over the outputs at most (m_niter).
+  config.comixup.clean_lam = 1.0  # Clean cross-entropy's weight, 2 x clean_lam / classes; 0: none.
+
   # docs/method.md#alignmix: AlignMix's transport plan between feature maps (OpenMixup's settings).
   config.alignmix = ml_collections.ConfigDict()
   config.alignmix.eps = 0.1  # Entropic regularisation of the Sinkhorn plan.

@@ -12,11 +12,11 @@ Measured on a 2-core CPU: ERM 84.35% top-1 (online/one) with jax 0.10.2, 84.50% 
 
 Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):
   erm (default), mixup (alpha 1), cutmix (0.2), gridmix (0.2), smoothmix (0.2), puzzlemix (1), alignmix (2),
-    attentivemix (2), smmix (1; with deit), automix, samix, adautomix: the method, with configs/cifar100.py's
-    alphas, learning-rate floors and generator settings (PuzzleMix on the 28x28 images: 2 or 4 blocks a side
-    and neighbourhoods of 7, which tile 28, and the data's grey std; AttentiveMix+ with no ImageNet network
-    at hand: the attention of the ERM quickstart's network, runs/quickstart, trained first, on the images as
-    they are);
+    comixup (2; groups of 20, 4 x 4 blocks of 7 pixels), attentivemix (2), smmix (1; with deit), automix, samix,
+    adautomix: the method, with configs/cifar100.py's alphas, learning-rate floors and generator settings
+    (PuzzleMix on the 28x28 images: 2 or 4 blocks a side and neighbourhoods of 7, which tile 28, and the
+    data's grey std; AttentiveMix+ with no ImageNet network at hand: the attention of the ERM quickstart's
+    network, runs/quickstart, trained first, on the images as they are);
   dm: adds the Decoupled Mixup loss with the method's official CIFAR ResNet-18 setting (mixup and cutmix;
     configs/cifar100_dm.py, which also sets alpha 0.2);
   e<N>: N epochs instead of 8 (e.g. e24);
@@ -38,7 +38,7 @@ from adamix_jax.config import base_config, official_dm_recipe
 
 METHOD_ALPHA = {
   "erm": 1.0, "mixup": 1.0, "cutmix": 0.2, "gridmix": 0.2, "smoothmix": 0.2, "puzzlemix": 1.0, "alignmix": 2.0,
-  "attentivemix": 2.0, "smmix": 1.0, "automix": 2.0, "samix": 2.0, "adautomix": 1.0,
+  "comixup": 2.0, "attentivemix": 2.0, "smmix": 1.0, "automix": 2.0, "samix": 2.0, "adautomix": 1.0,
 }  # fmt: skip
 LEARNED = ("automix", "samix", "adautomix")
 SMALL_BACKBONES = {"swin": "swin_t", "convnext": "convnext_t", "deit": "deit_s"}

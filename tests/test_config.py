@@ -19,8 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (
       "method",
       "mixupp",
-      "Valid choices: adautomix, alignmix, attentivemix, automix, cutmix, deit, dmixmatch, erm, fixmatch, fmix, "
-      "gridmix, manifoldmix, mixup, puzzlemix, resizemix, saliencymix, samix, smmix, smoothmix, transmix",
+      "Valid choices: adautomix, alignmix, attentivemix, automix, comixup, cutmix, deit, dmixmatch, erm, fixmatch, "
+      "fmix, gridmix, manifoldmix, mixup, puzzlemix, resizemix, saliencymix, samix, smmix, smoothmix, transmix",
     ),
     ("mixup.gridmix_n_holes", (0, 6), r"gridmix_n_holes = \(0, 6\) must be a \(low, high\) pair with 1 <= low"),
     ("mixup.gridmix_cut_aspect_ratio", (2.0, 0.5), r"must be a \(low, high\) pair with 0 < low <= high"),
@@ -36,6 +36,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("automix.mask_loss", -1.0, "config.automix.mask_loss = -1.0 must be >= 0"),
     ("smmix.side_ratios", (0.5, 0.25), "config.smmix.side_ratios = \\(0.5, 0.25\\) must satisfy 0.0 < low <= high"),
     ("smmix.prob", 1.5, "config.smmix.prob = 1.5 must lie in"),
+    ("comixup.thres_type", "medium", "Valid choices: hard, soft"),
+    ("comixup.thres", 1.2, "config.comixup.thres = 1.2 must lie in [0, 1]"),
     ("alignmix.eps", 0.0, "config.alignmix.eps = 0.0 must be > 0"),
     ("alignmix.max_iter", 0, "config.alignmix.max_iter = 0 must be an integer >= 1"),
     ("alignmix.alternate", "cutmix", "Valid choices: manifoldmix, mixup, none"),
@@ -64,7 +66,7 @@ def test_bad_values_are_rejected_with_choices(key, value, message):
   """Each part checks what it reads: the method's own options are checked on a run of that method."""
   config = base_config()
   methods = {"mixup": "manifoldmix", "adautomix": "adautomix", "automix": "automix", "alignmix": "alignmix"}
-  methods["smmix"] = "smmix"
+  methods |= {"smmix": "smmix", "comixup": "comixup"}
   config.method = methods.get(key.split(".")[0], "erm")
   if key.startswith("generator"):
     config.method = "adautomix"
@@ -154,8 +156,8 @@ def test_config_variants():
     for bad in ("fast", "e0"):
       with pytest.raises(
         ValueError,
-        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, puzzlemix, alignmix, attentivemix, smmix, "
-        "automix, samix, adautomix, dm, swin, convnext, deit",
+        match="Valid choices: erm, mixup, cutmix, gridmix, smoothmix, puzzlemix, alignmix, comixup, attentivemix, "
+        "smmix, automix, samix, adautomix, dm, swin, convnext, deit",
       ):
         quickstart.get_config(bad)
     with pytest.raises(ValueError, match="No official DM setting for method 'adautomix'. Methods that have one: mixup"):

@@ -8,6 +8,7 @@ from adamix_jax.methods.alignmix import AlignMix
 from adamix_jax.methods.attentivemix import AttentiveMix
 from adamix_jax.methods.automix import AutoMix
 from adamix_jax.methods.base import Method, Networks
+from adamix_jax.methods.comixup import CoMixup
 from adamix_jax.methods.erm import ERM
 from adamix_jax.methods.learned_mixup import LearnedMixPlan, LearnedMixup
 from adamix_jax.methods.puzzlemix import PuzzleMix
@@ -40,6 +41,7 @@ METHODS: dict[str, type[Method]] = {
     GridMix,
     SmoothMix,
     PuzzleMix,
+    CoMixup,
     AttentiveMix,
     ManifoldMix,
     AlignMix,
@@ -70,6 +72,7 @@ __all__ = [
   "AlignMix",
   "AttentiveMix",
   "AutoMix",
+  "CoMixup",
   "SAMix",
   "DMixMatch",
   "FixMatch",

@@ -106,9 +106,13 @@ class StaticMixup(Method):
     variables = {"params": params["classifier"], "batch_stats": state.batch_stats["classifier"]}
     logits, labels, lams, batch_stats = self.forward(nets, variables, batch, mix_key, other_key)
     loss = self.mixed_loss(logits, labels, lams)
-    predicted = jnp.argmax(logits, -1)
-    accuracy = jnp.mean(lams[0] * (predicted == labels[0]) + lams[1] * (predicted == labels[1]))
-    return loss, ({"classifier": batch_stats}, {"loss": loss, "accuracy": accuracy})
+    return loss, ({"classifier": batch_stats}, {"loss": loss, "accuracy": mixed_accuracy(logits, labels, lams)})
+
+
+def mixed_accuracy(logits: jax.Array, labels: jax.Array, lams: jax.Array) -> jax.Array:
+  """The training accuracy on a mixed batch: each source's weight where the prediction is its label
+  (logits [B, C], labels int and lams [K, B])."""
+  return jnp.mean(jnp.sum(lams * (jnp.argmax(logits, -1)[None] == labels), 0))
 
 
 class MixUp(StaticMixup):

@@ -95,6 +95,7 @@ METHODS = {
   "cutmix": {"method": "cutmix"},
   "deit": {"method": "deit", "mixup.alpha": 0.8},
   "puzzlemix": {"method": "puzzlemix", "puzzlemix.pixel_std": (0.353,)},  # (The embedded images are grey.)
+  "comixup": {"method": "comixup", "mixup.alpha": 2.0},
   "alignmix": {"method": "alignmix", "mixup.alpha": 2.0},
   # AttentiveMix+ needs a network file (--config.attentivemix.pretrained): not in the default list.
   "automix": {"method": "automix"},

@@ -2,7 +2,7 @@
 group of `part` images is mixed into as many outputs at once, every output a labelling of a block grid by the
 group's inputs, chosen to keep the salient blocks, to be smooth, and to differ from the other outputs.
 
-All of it is jittable and runs on the device (the reference cuts on the host with GCO, a process per group):
+All of it is jittable and runs on the device (the reference cuts on the host with GCO, a process per group)::
 
     cost = -puzzlemix.unary(saliency, blocks)            # [B, n, n]: minus each block's share of the saliency
     a = compatibility(saliency)                           # [B, B]: distances between the most salient points

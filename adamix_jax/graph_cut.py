@@ -142,17 +142,17 @@ def swap_labelling(
   the no-ops GCO would have made. A loop step is one effective move (or that many no-ops), so many labels
   (Co-Mixup's 20 or more) take far fewer steps than GCO's sequence of moves.
 
-    Args:
-      unary: int32 [h, w, L], each node's cost of each label (w <= MAX_WIDTH).
-      weight_v: int32 [h - 1, w], the weight of the edge between (r, c) and (r + 1, c); non-negative.
-      weight_h: int32 [h, w - 1], the weight of the edge between (r, c) and (r, c + 1); non-negative.
-      label_cost: int32 [L, L], a semi-metric (zero on the diagonal, symmetric, non-negative).
-      max_rounds: at most this many rounds over the label pairs (GCO has no bound; 2 or 3 rounds are typical).
-      enabled: bool [L], the labels of this problem (None: all); the others are never moved to, so the
-        labelling is GCO's on the enabled labels alone (label 0 must be enabled: every node starts on it).
+  Args:
+    unary: int32 [h, w, L], each node's cost of each label (w <= MAX_WIDTH).
+    weight_v: int32 [h - 1, w], the weight of the edge between (r, c) and (r + 1, c); non-negative.
+    weight_h: int32 [h, w - 1], the weight of the edge between (r, c) and (r, c + 1); non-negative.
+    label_cost: int32 [L, L], a semi-metric (zero on the diagonal, symmetric, non-negative).
+    max_rounds: at most this many rounds over the label pairs (GCO has no bound; 2 or 3 rounds are typical).
+    enabled: bool [L], the labels of this problem (None: all); the others are never moved to, so the
+      labelling is GCO's on the enabled labels alone (label 0 must be enabled: every node starts on it).
 
-    Returns:
-      int32 [h, w], the labelling.
+  Returns:
+    int32 [h, w], the labelling.
   """
   rows, cols, num_labels = unary.shape
   if cols > MAX_WIDTH:

@@ -7,7 +7,7 @@
 The dataset ships with the package (10,000 train / 2,000 test images, 28x28 grey, 10 classes) and goes
 through the same input pipeline as CIFAR-100: reflect-pad-4 random crop, horizontal flip, per-channel
 normalisation. The recipe is configs/cifar100.py's at a CPU's scale (width 8, 8 epochs of 100 steps).
-Measured on a 2-core CPU: ERM 84.35% top-1 (online/one) with jax 0.10.2, 84.50% with jax 0.12, in about
+Measured on a 2-core CPU: ERM 84.35% top-1 (online/one) with jax 0.10.2, 83.65% with jax 0.12.1, in about
 3 minutes (README).
 
 Variants (`configs/quickstart.py:VARIANT[,VARIANT...]`):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from adamix_jax import comixup as comixup_ops
 from adamix_jax import mixing
 from adamix_jax.config import ConfigError
-from adamix_jax.methods.base import Networks, drop_path_rngs
+from adamix_jax.methods.base import Networks, train_pass
 from adamix_jax.methods.static_mixup import StaticMixup, StaticMixupOptions, mixed_accuracy
 from adamix_jax.options import option
 
@@ -65,11 +65,10 @@ class CoMixup(StaticMixup):
       if weight == 0:
         logits = nets.classifier.apply(variables, x, train=False).logits["one"]
         return self.cross_entropy(logits, labels), variables["batch_stats"]
-      output, updates = nets.classifier.apply(
-        variables, x, train=True, mutable=["batch_stats"], rngs=drop_path_rngs(rng, index=1)
+      output, batch_stats = train_pass(
+        nets.classifier, variables["params"], variables["batch_stats"], x, rng=rng, index=1
       )
-      loss = weight * self.cross_entropy(output.logits["one"], labels) / output.logits["one"].shape[-1]
-      return loss, updates.get("batch_stats", {})
+      return weight * self.cross_entropy(output.logits["one"], labels) / output.logits["one"].shape[-1], batch_stats
 
     (loss, batch_stats), gradient = jax.value_and_grad(clean_loss, has_aux=True)(images)
     saliency = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(gradient.astype(jnp.float32) ** 2, axis=-1)))
